@@ -1,0 +1,7 @@
+//! writer-sync: keeps a Writer organization in step with Okta by pulling.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library; the module
+//! map and each module's invariant are in ARCHITECTURE.md.
+
+pub mod model;
+pub mod secret;

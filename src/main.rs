@@ -1,0 +1,3 @@
+fn main() {
+    println!("writer-sync {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,282 @@
+//! Domain types shared by the observe, plan and apply stages.
+//!
+//! Invariant: plain data only. Nothing here does I/O, reads a clock or knows
+//! about HTTP or SQL; `okta` and `store` convert to and from these types at
+//! their edges, and `reconcile::plan` works on nothing else.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The role of a team membership in Writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    /// Parses the stored form exactly (`admin` / `member`). Okta attribute
+    /// values are normalized by the planner, not here.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "member" => Ok(Role::Member),
+            other => Err(format!("unknown role {other:?} (expected \"admin\" or \"member\")")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// What Okta says (observed, flattened from the wire types).
+// ---------------------------------------------------------------------------
+
+/// One in-scope Okta user: assigned to the app (or a member of a pushed group
+/// when no app is configured), in any status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaUser {
+    /// Okta user id (`00u…`).
+    pub id: String,
+    /// Okta user status as sent (`ACTIVE`, `SUSPENDED`, …).
+    pub status: String,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub display_name: Option<String>,
+    /// Raw value of the configured role attribute, when present and not null.
+    /// Non-string JSON values arrive as their JSON text.
+    pub role: Option<String>,
+}
+
+/// One pushed Okta group with the ids of its members (any status, in scope
+/// or not; the planner intersects with the in-scope users).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OktaGroup {
+    pub id: String,
+    pub name: String,
+    pub member_ids: Vec<String>,
+}
+
+/// The whole in-scope Okta view of one run. Only built from complete listings:
+/// a run never plans on a partial view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OktaState {
+    pub users: Vec<OktaUser>,
+    pub groups: Vec<OktaGroup>,
+    /// Names listed in `teams.push_groups` that matched no Okta group.
+    pub missing_group_names: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------
+// What the Writer org store holds.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUser {
+    pub id: i64,
+    pub email: String,
+    /// Set once the user is managed (linked to an Okta user).
+    pub okta_id: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTeam {
+    pub id: i64,
+    pub name: String,
+    /// Set once the team is linked to an Okta group.
+    pub okta_group_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreMembership {
+    pub team_id: i64,
+    pub user_id: i64,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreState {
+    pub users: Vec<StoreUser>,
+    pub teams: Vec<StoreTeam>,
+    pub memberships: Vec<StoreMembership>,
+}
+
+// ---------------------------------------------------------------------------
+// Policy: the parts of the configuration the planner needs.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// `sync.default_team`: users created by the sync are added to it once.
+    pub default_team: Option<String>,
+    /// `teams.create_missing`.
+    pub create_missing_teams: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SafetyLimits {
+    pub max_deactivations: u32,
+    pub max_deactivations_percent: f64,
+    pub max_membership_removals: u32,
+}
+
+// ---------------------------------------------------------------------------
+// The plan.
+// ---------------------------------------------------------------------------
+
+/// A user a change refers to: one already in the store, or one created
+/// earlier in the same plan (identified by its Okta id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UserRef {
+    Existing(i64),
+    New { okta_id: String },
+}
+
+/// A team a change refers to: one already in the store, or one created
+/// earlier in the same plan (identified by its name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TeamRef {
+    Existing(i64),
+    New { name: String },
+}
+
+/// The attributes of a Writer user that follow Okta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserAttrs {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub display_name: String,
+}
+
+/// Why a managed user is deactivated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivationReason {
+    /// The Okta user is in scope but its status is not active-like.
+    Inactive,
+    /// The Okta user is no longer assigned (or no longer exists).
+    NotInScope,
+}
+
+/// One change to the store. The planner emits them in dependency order:
+/// teams, then users, then memberships, then deactivations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    CreateTeam {
+        name: String,
+        okta_group_id: String,
+    },
+    LinkTeam {
+        team_id: i64,
+        name: String,
+        okta_group_id: String,
+    },
+    CreateUser {
+        okta_id: String,
+        attrs: UserAttrs,
+    },
+    /// Link an existing Writer user to an Okta user: an unmanaged user matched
+    /// by email (`previous_okta_id` is `None`), or a rehire relink.
+    LinkUser {
+        user_id: i64,
+        email: String,
+        okta_id: String,
+        previous_okta_id: Option<String>,
+    },
+    UpdateUser {
+        user_id: i64,
+        okta_id: String,
+        before: UserAttrs,
+        after: UserAttrs,
+    },
+    ReactivateUser {
+        user_id: i64,
+        okta_id: String,
+        email: String,
+    },
+    DeactivateUser {
+        user_id: i64,
+        okta_id: String,
+        email: String,
+        reason: DeactivationReason,
+    },
+    AddMembership {
+        team: TeamRef,
+        team_name: String,
+        user: UserRef,
+        email: String,
+        role: Role,
+    },
+    RemoveMembership {
+        team_id: i64,
+        team_name: String,
+        user_id: i64,
+        email: String,
+        role: Role,
+    },
+    ChangeRole {
+        team_id: i64,
+        team_name: String,
+        user_id: i64,
+        email: String,
+        from: Role,
+        to: Role,
+    },
+}
+
+/// How serious a finding of the planner is. Both kinds go to the report's
+/// `warnings`; `Error` is logged at error level (SPEC calls these errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// A finding that does not stop the run: a skipped user or group, an unknown
+/// role value, an orphaned team link. The message names the Okta ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// The output of the pure planner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub findings: Vec<Finding>,
+    /// Okta users and groups skipped (no email, duplicate email, collision,
+    /// ambiguous or unmatched group).
+    pub skipped: usize,
+    /// Writer users and teams that stay unmanaged after this plan.
+    pub unmanaged: usize,
+    /// Active managed users before the plan (the base of the percent guard).
+    pub active_managed_users: usize,
+    /// In-scope Okta users seen.
+    pub okta_users_in_scope: usize,
+}
