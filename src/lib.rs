@@ -3,5 +3,8 @@
 //! The binary (`src/main.rs`) is a thin shell over this library; the module
 //! map and each module's invariant are in ARCHITECTURE.md.
 
+pub mod config;
 pub mod model;
 pub mod secret;
+pub mod store;
+pub mod telemetry;
