@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "writer-sync", version, about = "Keeps a Writer organization in step with Okta")]
+#[command(
+    name = "writer-sync",
+    version,
+    about = "Keeps a Writer organization in step with Okta"
+)]
 pub struct Cli {
     /// Config file (default: $WRITER_SYNC_CONFIG, else /etc/writer-sync/config.toml).
     #[arg(long, global = true, value_name = "PATH")]

@@ -301,9 +301,12 @@ pub struct ServerConfig {
 impl Config {
     /// The Okta credential, or the error that says how to configure one.
     pub fn okta_auth(&self) -> Result<&OktaAuth, ConfigError> {
-        self.okta.auth.as_ref().ok_or_else(|| ConfigError::MissingCredential {
-            path: self.path.clone(),
-        })
+        self.okta
+            .auth
+            .as_ref()
+            .ok_or_else(|| ConfigError::MissingCredential {
+                path: self.path.clone(),
+            })
     }
 
     /// The safety limits in the planner's vocabulary.
@@ -439,15 +442,16 @@ fn check_known_keys(table: &toml::Table, text: &str, path: &Path) -> Result<(), 
 /// Best-effort line number of a key for messages: the first line whose
 /// trimmed text starts with the key followed by `=` or is its table header.
 fn find_key_line(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let l = line.trim_start();
-        let after = l.strip_prefix(key).map(str::trim_start);
-        matches!(after, Some(rest) if rest.starts_with('=') || rest.starts_with('.'))
-            || l.starts_with(&format!("[{key}]"))
-            || l.starts_with(&format!("[{key}."))
-            || l.contains(&format!(".{key}]"))
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|line| {
+            let l = line.trim_start();
+            let after = l.strip_prefix(key).map(str::trim_start);
+            matches!(after, Some(rest) if rest.starts_with('=') || rest.starts_with('.'))
+                || l.starts_with(&format!("[{key}]"))
+                || l.starts_with(&format!("[{key}."))
+                || l.contains(&format!(".{key}]"))
+        })
+        .map(|i| i + 1)
 }
 
 #[derive(Debug, Deserialize)]
@@ -664,12 +668,16 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
     let max_concurrent_requests = positive_u32(raw.okta.max_concurrent_requests)
         .map_err(|m| invalid("okta.max_concurrent_requests", m))
         .and_then(|n| {
-            NonZeroUsize::try_from(n).map_err(|e| invalid("okta.max_concurrent_requests", e.to_string()))
+            NonZeroUsize::try_from(n)
+                .map_err(|e| invalid("okta.max_concurrent_requests", e.to_string()))
         })?;
     let request_timeout = parse_duration(&raw.okta.request_timeout)
         .map_err(|m| invalid("okta.request_timeout", m))?;
     if request_timeout.is_zero() {
-        return Err(invalid("okta.request_timeout", "must be greater than 0".into()));
+        return Err(invalid(
+            "okta.request_timeout",
+            "must be greater than 0".into(),
+        ));
     }
 
     let auth = resolve_ssws_token(raw.okta.api_token_file.as_deref(), path, env)?;
@@ -692,7 +700,10 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
         CronSchedule::parse(&raw.sync.schedule).map_err(|m| invalid("sync.schedule", m))?;
     let default_team = match raw.sync.default_team {
         Some(t) if t.trim().is_empty() => {
-            return Err(invalid("sync.default_team", "must not be empty (omit the key to disable)".into()));
+            return Err(invalid(
+                "sync.default_team",
+                "must not be empty (omit the key to disable)".into(),
+            ));
         }
         other => other,
     };
@@ -729,7 +740,10 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
             unique.sort();
             unique.dedup();
             if unique.len() != names.len() {
-                return Err(invalid("teams.push_groups", "lists a group name twice".into()));
+                return Err(invalid(
+                    "teams.push_groups",
+                    "lists a group name twice".into(),
+                ));
             }
             PushGroups::Named(names)
         }
@@ -768,10 +782,12 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
         .map_err(|e| invalid("log.level", format!("{:?}: {e}", raw.log.level)))?;
 
     let listen = match raw.server.listen {
-        Some(addr) => Some(
-            addr.parse::<std::net::SocketAddr>()
-                .map_err(|e| invalid("server.listen", format!("{addr:?} is not an ip:port address: {e}")))?,
-        ),
+        Some(addr) => Some(addr.parse::<std::net::SocketAddr>().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("{addr:?} is not an ip:port address: {e}"),
+            )
+        })?),
         None => None,
     };
 
@@ -831,8 +847,14 @@ fn validate_okta_id(id: &str) -> Result<String, String> {
     if id.is_empty() {
         return Err("must not be empty".into());
     }
-    if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(format!("{id:?} is not an Okta id (letters and digits only)"));
+    if id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!(
+            "{id:?} is not an Okta id (letters and digits only)"
+        ));
     }
     Ok(id.to_owned())
 }
@@ -841,9 +863,7 @@ fn validate_okta_id(id: &str) -> Result<String, String> {
 /// and local simulators). The URL must be the bare org URL.
 pub fn validate_org_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw.trim()).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
-    let host = url
-        .host()
-        .ok_or_else(|| format!("{raw:?} has no host"))?;
+    let host = url.host().ok_or_else(|| format!("{raw:?} has no host"))?;
     let loopback = match &host {
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => ip.is_loopback(),
@@ -937,15 +957,21 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{raw:?} is not a duration like \"30s\", \"5m\" or \"1h\""));
+            return Err(format!(
+                "{raw:?} is not a duration like \"30s\", \"5m\" or \"1h\""
+            ));
         }
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("{raw:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -1050,7 +1076,11 @@ fn translate_weekdays(field: &str) -> Result<String, String> {
                 .map_err(|_| format!("weekday {b:?} is not a number 0-7"))?;
             if end_raw == 7 {
                 // `5-7` = Fri..Sun: the crate has no wrap-around, so split.
-                let head = if start == 1 { None } else { Some(format!("{start}-7")) };
+                let head = if start == 1 {
+                    None
+                } else {
+                    Some(format!("{start}-7"))
+                };
                 match (head, step) {
                     (Some(h), None) => {
                         out.push(h);
@@ -1059,7 +1089,9 @@ fn translate_weekdays(field: &str) -> Result<String, String> {
                     }
                     (None, None) => "1-7".to_owned(),
                     (_, Some(_)) => {
-                        return Err(format!("weekday range {range:?} with a step must end before 7"));
+                        return Err(format!(
+                            "weekday range {range:?} with a step must end before 7"
+                        ));
                     }
                 }
             } else {
@@ -1156,29 +1188,95 @@ mod tests {
     #[test]
     fn every_invalid_value_names_its_key() {
         let cases: &[(&str, &str)] = &[
-            ("[okta]\norg_url = \"http://acme.okta.com\"\napp_id=\"0oa1\"", "okta.org_url"),
-            ("[okta]\norg_url = \"https://acme.okta.com/api\"\napp_id=\"0oa1\"", "okta.org_url"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"../x\"", "okta.app_id"),
+            (
+                "[okta]\norg_url = \"http://acme.okta.com\"\napp_id=\"0oa1\"",
+                "okta.org_url",
+            ),
+            (
+                "[okta]\norg_url = \"https://acme.okta.com/api\"\napp_id=\"0oa1\"",
+                "okta.org_url",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"../x\"",
+                "okta.app_id",
+            ),
             ("[okta]\norg_url = \"https://a.okta.com\"", "okta.app_id"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequests_per_minute = 0", "okta.requests_per_minute"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nmax_concurrent_requests = -1", "okta.max_concurrent_requests"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequest_timeout = \"30 parsecs\"", "okta.request_timeout"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequest_timeout = \"0s\"", "okta.request_timeout"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[store]\nurl = \"mysql://x\"", "store.url"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[store]\nwrites_per_second = -5", "store.writes_per_second"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nschedule = \"* * *\"", "sync.schedule"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nschedule = \"61 * * * *\"", "sync.schedule"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\ndefault_team = \" \"", "sync.default_team"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nrole_source = \"group\"", "sync.role_source"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nrole_attribute = \"\"", "sync.role_attribute"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[teams]\npush_groups = \"all\"", "teams.push_groups"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[teams]\npush_groups = [\"A\", \"A\"]", "teams.push_groups"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_deactivations_percent = 101", "safety.max_deactivations_percent"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_deactivations = -1", "safety.max_deactivations"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_membership_removals = -1", "safety.max_membership_removals"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[log]\nformat = \"xml\"", "log.format"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[log]\nlevel = \"info,[\"", "log.level"),
-            ("[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[server]\nlisten = \"localhost\"", "server.listen"),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequests_per_minute = 0",
+                "okta.requests_per_minute",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nmax_concurrent_requests = -1",
+                "okta.max_concurrent_requests",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequest_timeout = \"30 parsecs\"",
+                "okta.request_timeout",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequest_timeout = \"0s\"",
+                "okta.request_timeout",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[store]\nurl = \"mysql://x\"",
+                "store.url",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[store]\nwrites_per_second = -5",
+                "store.writes_per_second",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nschedule = \"* * *\"",
+                "sync.schedule",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nschedule = \"61 * * * *\"",
+                "sync.schedule",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\ndefault_team = \" \"",
+                "sync.default_team",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nrole_source = \"group\"",
+                "sync.role_source",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[sync]\nrole_attribute = \"\"",
+                "sync.role_attribute",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[teams]\npush_groups = \"all\"",
+                "teams.push_groups",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[teams]\npush_groups = [\"A\", \"A\"]",
+                "teams.push_groups",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_deactivations_percent = 101",
+                "safety.max_deactivations_percent",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_deactivations = -1",
+                "safety.max_deactivations",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_membership_removals = -1",
+                "safety.max_membership_removals",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[log]\nformat = \"xml\"",
+                "log.format",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[log]\nlevel = \"info,[\"",
+                "log.level",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[server]\nlisten = \"localhost\"",
+                "server.listen",
+            ),
         ];
         for (text, key) in cases {
             let err = parse_err(text);
@@ -1202,7 +1300,9 @@ mod tests {
 
     #[test]
     fn push_groups_list_makes_app_id_optional() {
-        let c = parse_ok("[okta]\norg_url = \"https://a.okta.com\"\n[teams]\npush_groups = [\"Eng\", \"Sales\"]\n");
+        let c = parse_ok(
+            "[okta]\norg_url = \"https://a.okta.com\"\n[teams]\npush_groups = [\"Eng\", \"Sales\"]\n",
+        );
         assert_eq!(c.okta.app_id, None);
         assert_eq!(
             c.teams.push_groups,
@@ -1212,10 +1312,19 @@ mod tests {
 
     #[test]
     fn http_is_accepted_only_for_loopback() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
             validate_org_url(ok).unwrap();
         }
-        for bad in ["http://10.0.0.1", "http://acme.okta.com", "ftp://x", "https://u:p@a.okta.com"] {
+        for bad in [
+            "http://10.0.0.1",
+            "http://acme.okta.com",
+            "ftp://x",
+            "https://u:p@a.okta.com",
+        ] {
             assert!(validate_org_url(bad).is_err(), "{bad}");
         }
     }
@@ -1226,23 +1335,38 @@ mod tests {
         let file = dir.path().join("tok");
         std::fs::write(&file, "from-file\n").unwrap();
         std::fs::write(dir.path().join(TOKEN_CREDENTIAL), "from-cred").unwrap();
-        let text = format!("{MINIMAL}api_token_file = {:?}\n", file.display().to_string());
+        let text = format!(
+            "{MINIMAL}api_token_file = {:?}\n",
+            file.display().to_string()
+        );
         let with_env = parse(&text, Path::new("c"), &env()).unwrap();
-        assert!(matches!(with_env.okta.auth, Some(OktaAuth::Ssws { source: TokenSource::Env, .. })));
+        assert!(matches!(
+            with_env.okta.auth,
+            Some(OktaAuth::Ssws {
+                source: TokenSource::Env,
+                ..
+            })
+        ));
         let no_env = ConfigEnv {
             credentials_directory: Some(dir.path().to_path_buf()),
             ..ConfigEnv::default()
         };
         let c = parse(&text, Path::new("c"), &no_env).unwrap();
         match c.okta.auth {
-            Some(OktaAuth::Ssws { token, source: TokenSource::File(_) }) => {
+            Some(OktaAuth::Ssws {
+                token,
+                source: TokenSource::File(_),
+            }) => {
                 assert_eq!(token.expose(), "from-file");
             }
             other => panic!("{other:?}"),
         }
         let c = parse(MINIMAL, Path::new("c"), &no_env).unwrap();
         match c.okta.auth {
-            Some(OktaAuth::Ssws { token, source: TokenSource::Credential(_) }) => {
+            Some(OktaAuth::Ssws {
+                token,
+                source: TokenSource::Credential(_),
+            }) => {
                 assert_eq!(token.expose(), "from-cred");
             }
             other => panic!("{other:?}"),
@@ -1250,7 +1374,10 @@ mod tests {
         let none = parse(MINIMAL, Path::new("c"), &ConfigEnv::default()).unwrap();
         assert!(none.okta.auth.is_none());
         let err = none.okta_auth().unwrap_err().to_string();
-        assert!(err.contains(TOKEN_ENV) && err.contains("api_token_file"), "{err}");
+        assert!(
+            err.contains(TOKEN_ENV) && err.contains("api_token_file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1258,11 +1385,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("empty");
         std::fs::write(&file, "\n").unwrap();
-        let text = format!("{MINIMAL}api_token_file = {:?}\n", file.display().to_string());
+        let text = format!(
+            "{MINIMAL}api_token_file = {:?}\n",
+            file.display().to_string()
+        );
         let err = parse(&text, Path::new("c"), &ConfigEnv::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("okta.api_token_file") && err.contains("empty"), "{err}");
+        assert!(
+            err.contains("okta.api_token_file") && err.contains("empty"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1273,7 +1406,10 @@ mod tests {
         assert!(!debug.contains("tok-SECRET-123"), "{debug}");
         assert!(!debug.contains("pg-PASSWORD"), "{debug}");
         assert!(debug.contains("[redacted]"), "{debug}");
-        assert_eq!(c.store.url.redacted(), "postgres://app:[redacted]@db/writer");
+        assert_eq!(
+            c.store.url.redacted(),
+            "postgres://app:[redacted]@db/writer"
+        );
     }
 
     #[test]
@@ -1282,8 +1418,14 @@ mod tests {
             StoreUrl::parse("sqlite:///var/lib/x.db").unwrap(),
             StoreUrl::Sqlite("/var/lib/x.db".into())
         );
-        assert_eq!(StoreUrl::parse("sqlite:rel.db").unwrap(), StoreUrl::Sqlite("rel.db".into()));
-        assert_eq!(StoreUrl::parse("./w.db").unwrap(), StoreUrl::Sqlite("./w.db".into()));
+        assert_eq!(
+            StoreUrl::parse("sqlite:rel.db").unwrap(),
+            StoreUrl::Sqlite("rel.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("./w.db").unwrap(),
+            StoreUrl::Sqlite("./w.db".into())
+        );
         assert!(matches!(
             StoreUrl::parse("postgresql://u@h/d").unwrap(),
             StoreUrl::Postgres(_)
@@ -1308,9 +1450,15 @@ mod tests {
     fn cron_accepts_five_and_six_fields_in_utc() {
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let five = CronSchedule::parse("*/10 * * * *").unwrap();
-        assert_eq!(five.next_after(t("2026-01-01T00:03:00Z")), Some(t("2026-01-01T00:10:00Z")));
+        assert_eq!(
+            five.next_after(t("2026-01-01T00:03:00Z")),
+            Some(t("2026-01-01T00:10:00Z"))
+        );
         let six = CronSchedule::parse("*/15 * * * * *").unwrap();
-        assert_eq!(six.next_after(t("2026-01-01T00:00:01Z")), Some(t("2026-01-01T00:00:15Z")));
+        assert_eq!(
+            six.next_after(t("2026-01-01T00:00:01Z")),
+            Some(t("2026-01-01T00:00:15Z"))
+        );
     }
 
     #[test]
@@ -1318,15 +1466,25 @@ mod tests {
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         // 2026-01-03 is a Saturday; "1-5" = Monday..Friday => Monday 2026-01-05.
         let weekdays = CronSchedule::parse("0 9 * * 1-5").unwrap();
-        assert_eq!(weekdays.next_after(t("2026-01-03T00:00:00Z")), Some(t("2026-01-05T09:00:00Z")));
+        assert_eq!(
+            weekdays.next_after(t("2026-01-03T00:00:00Z")),
+            Some(t("2026-01-05T09:00:00Z"))
+        );
         // 0 and 7 are both Sunday => 2026-01-04.
         for expr in ["0 9 * * 0", "0 9 * * 7", "0 9 * * SUN"] {
             let s = CronSchedule::parse(expr).unwrap();
-            assert_eq!(s.next_after(t("2026-01-03T00:00:00Z")), Some(t("2026-01-04T09:00:00Z")), "{expr}");
+            assert_eq!(
+                s.next_after(t("2026-01-03T00:00:00Z")),
+                Some(t("2026-01-04T09:00:00Z")),
+                "{expr}"
+            );
         }
         // 5-7 = Friday..Sunday.
         let weekend = CronSchedule::parse("0 9 * * 5-7").unwrap();
-        assert_eq!(weekend.next_after(t("2026-01-05T00:00:00Z")), Some(t("2026-01-09T09:00:00Z")));
+        assert_eq!(
+            weekend.next_after(t("2026-01-05T00:00:00Z")),
+            Some(t("2026-01-09T09:00:00Z"))
+        );
         assert_eq!(translate_weekdays("5-7").unwrap(), "6-7,1");
         assert!(CronSchedule::parse("0 9 * * 8").is_err());
     }
@@ -1342,7 +1500,9 @@ mod tests {
             let mut node = &table;
             let parts: Vec<&str> = key.split('.').collect();
             for (i, part) in parts.iter().enumerate() {
-                let value = node.get(*part).unwrap_or_else(|| panic!("example lacks {key}"));
+                let value = node
+                    .get(*part)
+                    .unwrap_or_else(|| panic!("example lacks {key}"));
                 if i + 1 < parts.len() {
                     node = value.as_table().unwrap();
                 }

@@ -51,7 +51,10 @@ fn usage(error: impl Into<anyhow::Error>) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("writer-sync: cannot start the async runtime: {e}");
@@ -105,7 +108,9 @@ fn load_config(path: &std::path::Path, env: &ConfigEnv) -> Result<Config, Failur
 }
 
 async fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::connect(&config.store.url).await.map_err(Failure::from)
+    Store::connect(&config.store.url)
+        .await
+        .map_err(Failure::from)
 }
 
 async fn store_dump(store: &Store) -> Result<u8, Failure> {
@@ -123,15 +128,22 @@ async fn store_load(store: &Store, file: &std::path::Path) -> Result<u8, Failure
     match store.load_json(&text).await {
         Ok(summary) => {
             tracing::info!(file = %file.display(), ?summary, "store loaded");
-            println!("{}", serde_json::to_string(&summary).context("cannot print the summary")?);
+            println!(
+                "{}",
+                serde_json::to_string(&summary).context("cannot print the summary")?
+            );
             Ok(exit::OK)
         }
-        Err(e @ (LoadError::Syntax(_) | LoadError::Invalid { .. })) => Err(usage(
-            anyhow::Error::new(e).context(format!("{} was not loaded; the store is unchanged", file.display())),
-        )),
-        Err(LoadError::Store(e)) => Err(Failure::from(
-            anyhow::Error::new(e).context(format!("{} was not loaded; the store is unchanged", file.display())),
-        )),
+        Err(e @ (LoadError::Syntax(_) | LoadError::Invalid { .. })) => {
+            Err(usage(anyhow::Error::new(e).context(format!(
+                "{} was not loaded; the store is unchanged",
+                file.display()
+            ))))
+        }
+        Err(LoadError::Store(e)) => Err(Failure::from(anyhow::Error::new(e).context(format!(
+            "{} was not loaded; the store is unchanged",
+            file.display()
+        )))),
     }
 }
 
@@ -147,8 +159,12 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         writeln!(out, "no sync runs recorded yet").context("cannot print history")?;
         return Ok(exit::OK);
     }
-    writeln!(out, "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  changes", "run", "started (UTC)", "trigger", "status", "duration")
-        .context("cannot print history")?;
+    writeln!(
+        out,
+        "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  changes",
+        "run", "started (UTC)", "trigger", "status", "duration"
+    )
+    .context("cannot print history")?;
     for run in &runs {
         let started = chrono::DateTime::from_timestamp_millis(run.started_at)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -173,8 +189,17 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
             Some(e) => format!("{changes} error: {e}"),
             None => changes,
         };
-        writeln!(out, "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  {}", run.id, started, run.trigger, run.status, duration, changes.trim())
-            .context("cannot print history")?;
+        writeln!(
+            out,
+            "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  {}",
+            run.id,
+            started,
+            run.trigger,
+            run.status,
+            duration,
+            changes.trim()
+        )
+        .context("cannot print history")?;
     }
     Ok(exit::OK)
 }

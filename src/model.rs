@@ -41,7 +41,9 @@ impl FromStr for Role {
         match s {
             "admin" => Ok(Role::Admin),
             "member" => Ok(Role::Member),
-            other => Err(format!("unknown role {other:?} (expected \"admin\" or \"member\")")),
+            other => Err(format!(
+                "unknown role {other:?} (expected \"admin\" or \"member\")"
+            )),
         }
     }
 }

@@ -39,7 +39,9 @@ fn build_filter(level: &str) -> Result<EnvFilter, String> {
 
 /// Installs the global subscriber. Call once, as early as the config is known.
 pub fn init(format: LogFormat, level: &str) -> LogHandle {
-    let env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let from_env = env.is_some();
     let filter = env
         .as_deref()

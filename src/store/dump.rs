@@ -100,13 +100,16 @@ impl Store {
             .await
             .map_err(query_err("read memberships"))?
         {
-            let team_id: i64 = r.try_get("team_id").map_err(query_err("decode memberships"))?;
-            let user_id: i64 = r.try_get("user_id").map_err(query_err("decode memberships"))?;
+            let team_id: i64 = r
+                .try_get("team_id")
+                .map_err(query_err("decode memberships"))?;
+            let user_id: i64 = r
+                .try_get("user_id")
+                .map_err(query_err("decode memberships"))?;
             let role: String = r.try_get("role").map_err(query_err("decode memberships"))?;
-            let email = email_by_id
-                .get(&user_id)
-                .cloned()
-                .ok_or_else(|| StoreError::Corrupt(format!("membership of missing user {user_id}")))?;
+            let email = email_by_id.get(&user_id).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!("membership of missing user {user_id}"))
+            })?;
             members.entry(team_id).or_default().push(DumpMember {
                 email,
                 role: role.parse().map_err(StoreError::Corrupt)?,
@@ -120,10 +123,12 @@ impl Store {
         {
             let id: i64 = r.try_get("id").map_err(query_err("decode teams"))?;
             let mut team_members = members.remove(&id).unwrap_or_default();
-            team_members.sort_by(|a, b| email_key(&a.email).cmp(&email_key(&b.email)));
+            team_members.sort_by_key(|m| email_key(&m.email));
             teams.push(DumpTeam {
                 name: r.try_get("name").map_err(query_err("decode teams"))?,
-                okta_group_id: r.try_get("okta_group_id").map_err(query_err("decode teams"))?,
+                okta_group_id: r
+                    .try_get("okta_group_id")
+                    .map_err(query_err("decode teams"))?,
                 members: team_members,
             });
         }
@@ -184,8 +189,14 @@ impl Store {
                         .execute(&mut *tx.tx)
                         .await
                         .map_err(|e| load_conflict(&path, e))?;
-                        tx.audit(None, "load_user_updated", &user.attrs.email, Some(&before.to_string()), Some(&after.to_string()))
-                            .await?;
+                        tx.audit(
+                            None,
+                            "load_user_updated",
+                            &user.attrs.email,
+                            Some(&before.to_string()),
+                            Some(&after.to_string()),
+                        )
+                        .await?;
                         summary.users_updated += 1;
                     }
                     id
@@ -195,8 +206,14 @@ impl Store {
                         .insert_user(&user.attrs, user.okta_id.as_deref(), user.active)
                         .await
                         .map_err(|e| store_conflict(&path, e))?;
-                    tx.audit(None, "load_user_inserted", &user.attrs.email, None, Some(&after.to_string()))
-                        .await?;
+                    tx.audit(
+                        None,
+                        "load_user_inserted",
+                        &user.attrs.email,
+                        None,
+                        Some(&after.to_string()),
+                    )
+                    .await?;
                     summary.users_inserted += 1;
                     id
                 }
@@ -237,8 +254,14 @@ impl Store {
                             .execute(&mut *tx.tx)
                             .await
                             .map_err(|e| load_conflict(&path, e))?;
-                        tx.audit(None, "load_team_updated", &team.name, Some(&before.to_string()), Some(&after.to_string()))
-                            .await?;
+                        tx.audit(
+                            None,
+                            "load_team_updated",
+                            &team.name,
+                            Some(&before.to_string()),
+                            Some(&after.to_string()),
+                        )
+                        .await?;
                         summary.teams_updated += 1;
                     }
                     id
@@ -248,8 +271,14 @@ impl Store {
                         .insert_team(&team.name, team.okta_group_id.as_deref())
                         .await
                         .map_err(|e| store_conflict(&path, e))?;
-                    tx.audit(None, "load_team_inserted", &team.name, None, Some(&after.to_string()))
-                        .await?;
+                    tx.audit(
+                        None,
+                        "load_team_inserted",
+                        &team.name,
+                        None,
+                        Some(&after.to_string()),
+                    )
+                    .await?;
                     summary.teams_inserted += 1;
                     id
                 }
@@ -259,33 +288,51 @@ impl Store {
                 let key = email_key(&member.email);
                 let user_id = match user_ids.get(&key) {
                     Some(id) => *id,
-                    None => tx.user_id_by_email(&member.email).await?.ok_or_else(|| LoadError::Invalid {
-                        path: mpath.clone(),
-                        message: format!("no user with email {} in the file or the store", member.email),
+                    None => tx.user_id_by_email(&member.email).await?.ok_or_else(|| {
+                        LoadError::Invalid {
+                            path: mpath.clone(),
+                            message: format!(
+                                "no user with email {} in the file or the store",
+                                member.email
+                            ),
+                        }
                     })?,
                 };
-                let current = sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
-                    .bind(team_id)
-                    .bind(user_id)
-                    .fetch_optional(&mut *tx.tx)
-                    .await
-                    .map_err(query_err("read membership"))?
-                    .map(|r| r.try_get::<String, _>(0))
-                    .transpose()
-                    .map_err(query_err("read membership"))?;
+                let current =
+                    sqlx::query("SELECT role FROM memberships WHERE team_id = $1 AND user_id = $2")
+                        .bind(team_id)
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx.tx)
+                        .await
+                        .map_err(query_err("read membership"))?
+                        .map(|r| r.try_get::<String, _>(0))
+                        .transpose()
+                        .map_err(query_err("read membership"))?;
                 let target = format!("{} in {}", member.email, team.name);
                 match current {
                     Some(role) if role == member.role.as_str() => {}
                     Some(role) => {
                         tx.upsert_membership(team_id, user_id, member.role).await?;
-                        tx.audit(None, "load_role_changed", &target, Some(&role), Some(member.role.as_str()))
-                            .await?;
+                        tx.audit(
+                            None,
+                            "load_role_changed",
+                            &target,
+                            Some(&role),
+                            Some(member.role.as_str()),
+                        )
+                        .await?;
                         summary.memberships_updated += 1;
                     }
                     None => {
                         tx.upsert_membership(team_id, user_id, member.role).await?;
-                        tx.audit(None, "load_membership_added", &target, None, Some(member.role.as_str()))
-                            .await?;
+                        tx.audit(
+                            None,
+                            "load_membership_added",
+                            &target,
+                            None,
+                            Some(member.role.as_str()),
+                        )
+                        .await?;
                         summary.memberships_added += 1;
                     }
                 }
@@ -305,10 +352,18 @@ enum Lookup {
     Key,
 }
 
-async fn fetch_user(tx: &mut Tx, by: Lookup, value: &str) -> Result<Option<(i64, Value)>, StoreError> {
+async fn fetch_user(
+    tx: &mut Tx,
+    by: Lookup,
+    value: &str,
+) -> Result<Option<(i64, Value)>, StoreError> {
     let sql = match by {
-        Lookup::OktaId => "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users WHERE okta_id = $1",
-        Lookup::Key => "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users WHERE email_key = $1",
+        Lookup::OktaId => {
+            "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users WHERE okta_id = $1"
+        }
+        Lookup::Key => {
+            "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users WHERE email_key = $1"
+        }
     };
     let row = sqlx::query(sql)
         .bind(value)
@@ -332,7 +387,11 @@ async fn fetch_user(tx: &mut Tx, by: Lookup, value: &str) -> Result<Option<(i64,
     .map_err(query_err("decode user"))
 }
 
-async fn fetch_team(tx: &mut Tx, by: Lookup, value: &str) -> Result<Option<(i64, Value)>, StoreError> {
+async fn fetch_team(
+    tx: &mut Tx,
+    by: Lookup,
+    value: &str,
+) -> Result<Option<(i64, Value)>, StoreError> {
     let sql = match by {
         Lookup::OktaId => "SELECT id, name, okta_group_id FROM teams WHERE okta_group_id = $1",
         Lookup::Key => "SELECT id, name, okta_group_id FROM teams WHERE name = $1",
@@ -408,8 +467,14 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> LoadError {
     }
 }
 
-fn object<'a>(v: &'a Value, path: &str, keys: &[&str]) -> Result<&'a serde_json::Map<String, Value>, LoadError> {
-    let obj = v.as_object().ok_or_else(|| invalid(path, "expected an object"))?;
+fn object<'a>(
+    v: &'a Value,
+    path: &str,
+    keys: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, LoadError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid(path, "expected an object"))?;
     if let Some(unknown) = obj.keys().find(|k| !keys.contains(&k.as_str())) {
         return Err(invalid(
             format!("{path}.{unknown}"),
@@ -419,7 +484,11 @@ fn object<'a>(v: &'a Value, path: &str, keys: &[&str]) -> Result<&'a serde_json:
     Ok(obj)
 }
 
-fn string(obj: &serde_json::Map<String, Value>, path: &str, key: &str) -> Result<String, LoadError> {
+fn string(
+    obj: &serde_json::Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<String, LoadError> {
     match obj.get(key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(invalid(format!("{path}.{key}"), "expected a string")),
@@ -427,18 +496,30 @@ fn string(obj: &serde_json::Map<String, Value>, path: &str, key: &str) -> Result
     }
 }
 
-fn optional_string(obj: &serde_json::Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, LoadError> {
+fn optional_string(
+    obj: &serde_json::Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<Option<String>, LoadError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            Err(invalid(format!("{path}.{key}"), "must be null or a non-empty string"))
-        }
+        Some(Value::String(s)) if s.trim().is_empty() => Err(invalid(
+            format!("{path}.{key}"),
+            "must be null or a non-empty string",
+        )),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(format!("{path}.{key}"), "expected a string or null")),
+        Some(_) => Err(invalid(
+            format!("{path}.{key}"),
+            "expected a string or null",
+        )),
     }
 }
 
-fn array<'a>(obj: &'a serde_json::Map<String, Value>, path: &str, key: &str) -> Result<&'a [Value], LoadError> {
+fn array<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    path: &str,
+    key: &str,
+) -> Result<&'a [Value], LoadError> {
     match obj.get(key) {
         Some(Value::Array(a)) => Ok(a),
         Some(_) => Err(invalid(format!("{path}.{key}"), "expected an array")),
@@ -457,26 +538,38 @@ fn parse_document(text: &str) -> Result<LoadDoc, LoadError> {
         let o = object(
             v,
             &path,
-            &["email", "okta_id", "first_name", "last_name", "display_name", "active"],
+            &[
+                "email",
+                "okta_id",
+                "first_name",
+                "last_name",
+                "display_name",
+                "active",
+            ],
         )?;
         let email = string(o, &path, "email")?.trim().to_owned();
         if email.is_empty() || !email.contains('@') {
-            return Err(invalid(format!("{path}.email"), format!("{email:?} is not an email address")));
+            return Err(invalid(
+                format!("{path}.email"),
+                format!("{email:?} is not an email address"),
+            ));
         }
         if let Some(first) = emails.insert(email_key(&email), i) {
             return Err(invalid(
                 format!("{path}.email"),
-                format!("{email} is also the email of $.users[{first}] (emails are unique ignoring case)"),
+                format!(
+                    "{email} is also the email of $.users[{first}] (emails are unique ignoring case)"
+                ),
             ));
         }
         let okta_id = optional_string(o, &path, "okta_id")?;
-        if let Some(id) = &okta_id {
-            if let Some(first) = okta_ids.insert(id.clone(), i) {
-                return Err(invalid(
-                    format!("{path}.okta_id"),
-                    format!("{id} is also the okta_id of $.users[{first}]"),
-                ));
-            }
+        if let Some(id) = &okta_id
+            && let Some(first) = okta_ids.insert(id.clone(), i)
+        {
+            return Err(invalid(
+                format!("{path}.okta_id"),
+                format!("{id} is also the okta_id of $.users[{first}]"),
+            ));
         }
         let opt_name = |key: &str| -> Result<String, LoadError> {
             Ok(optional_string_or_empty(o, &path, key)?.unwrap_or_default())
@@ -508,16 +601,19 @@ fn parse_document(text: &str) -> Result<LoadDoc, LoadError> {
             return Err(invalid(format!("{path}.name"), "must not be empty"));
         }
         if let Some(first) = names.insert(name.clone(), i) {
-            return Err(invalid(format!("{path}.name"), format!("{name:?} is also the name of $.teams[{first}]")));
+            return Err(invalid(
+                format!("{path}.name"),
+                format!("{name:?} is also the name of $.teams[{first}]"),
+            ));
         }
         let okta_group_id = optional_string(o, &path, "okta_group_id")?;
-        if let Some(g) = &okta_group_id {
-            if let Some(first) = group_ids.insert(g.clone(), i) {
-                return Err(invalid(
-                    format!("{path}.okta_group_id"),
-                    format!("{g} is also the okta_group_id of $.teams[{first}]"),
-                ));
-            }
+        if let Some(g) = &okta_group_id
+            && let Some(first) = group_ids.insert(g.clone(), i)
+        {
+            return Err(invalid(
+                format!("{path}.okta_group_id"),
+                format!("{g} is also the okta_group_id of $.teams[{first}]"),
+            ));
         }
         let mut members = Vec::new();
         let mut seen = HashSet::new();
@@ -526,14 +622,22 @@ fn parse_document(text: &str) -> Result<LoadDoc, LoadError> {
             let mo = object(m, &mpath, &["email", "role"])?;
             let email = string(mo, &mpath, "email")?.trim().to_owned();
             if !seen.insert(email_key(&email)) {
-                return Err(invalid(format!("{mpath}.email"), format!("{email} is listed twice in this team")));
+                return Err(invalid(
+                    format!("{mpath}.email"),
+                    format!("{email} is listed twice in this team"),
+                ));
             }
             let role = match mo.get("role") {
                 None => Role::Member,
                 Some(Value::String(r)) => r
                     .parse::<Role>()
                     .map_err(|m| invalid(format!("{mpath}.role"), m))?,
-                Some(_) => return Err(invalid(format!("{mpath}.role"), "expected \"admin\" or \"member\"")),
+                Some(_) => {
+                    return Err(invalid(
+                        format!("{mpath}.role"),
+                        "expected \"admin\" or \"member\"",
+                    ));
+                }
             };
             members.push(DumpMember { email, role });
         }
@@ -573,19 +677,30 @@ mod tests {
     fn malformed_documents_name_the_json_path() {
         assert!(err("{").starts_with("not valid JSON"));
         assert_eq!(err(r#"{"users": {}}"#), "$.users: expected an array");
-        assert_eq!(err(r#"{"users": [{"okta_id": null}]}"#), "$.users[0].email: missing");
+        assert_eq!(
+            err(r#"{"users": [{"okta_id": null}]}"#),
+            "$.users[0].email: missing"
+        );
         assert_eq!(
             err(r#"{"users": [{"email": "a@x"}, {"email": "nope"}]}"#),
             "$.users[1].email: \"nope\" is not an email address"
         );
-        assert!(err(r#"{"users": [{"email": "a@x"}, {"email": "A@X"}]}"#).starts_with("$.users[1].email: A@X is also"));
+        assert!(
+            err(r#"{"users": [{"email": "a@x"}, {"email": "A@X"}]}"#)
+                .starts_with("$.users[1].email: A@X is also")
+        );
         assert_eq!(
             err(r#"{"users": [{"email": "a@x", "active": "yes"}]}"#),
             "$.users[0].active: expected true or false"
         );
-        assert!(err(r#"{"users": [{"email": "a@x", "nick": 1}]}"#).starts_with("$.users[0].nick: unknown field"));
-        assert!(err(r#"{"teams": [{"name": "T", "members": [{"email": "a@x", "role": "owner"}]}]}"#)
-            .starts_with("$.teams[0].members[0].role: unknown role"));
+        assert!(
+            err(r#"{"users": [{"email": "a@x", "nick": 1}]}"#)
+                .starts_with("$.users[0].nick: unknown field")
+        );
+        assert!(
+            err(r#"{"teams": [{"name": "T", "members": [{"email": "a@x", "role": "owner"}]}]}"#)
+                .starts_with("$.teams[0].members[0].role: unknown role")
+        );
         assert!(err(r#"{"teams": [{"name": "T"}, {"name": "T"}]}"#).starts_with("$.teams[1].name"));
         assert!(err(r#"{"extra": 1}"#).starts_with("$.extra: unknown field"));
     }

@@ -107,7 +107,10 @@ impl fmt::Debug for Store {
 
 fn migrator(backend: Backend) -> Migrator {
     let (init, name) = match backend {
-        Backend::Sqlite => (include_str!("../../migrations/sqlite/0001_init.sql"), "init"),
+        Backend::Sqlite => (
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            "init",
+        ),
         Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
             "init",
@@ -134,24 +137,25 @@ impl Store {
         let location = url.redacted();
         let (backend, conn_url) = match url {
             StoreUrl::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    if !parent.exists() {
-                        return Err(StoreError::Connect {
-                            location,
-                            source: sqlx::Error::Configuration(
-                                format!("directory {} does not exist", parent.display()).into(),
-                            ),
-                        });
-                    }
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                    && !parent.exists()
+                {
+                    return Err(StoreError::Connect {
+                        location,
+                        source: sqlx::Error::Configuration(
+                            format!("directory {} does not exist", parent.display()).into(),
+                        ),
+                    });
                 }
                 (Backend::Sqlite, sqlite_url(path))
             }
             StoreUrl::Postgres(secret) => (Backend::Postgres, secret.expose().to_owned()),
         };
-        let options: AnyConnectOptions = conn_url.parse().map_err(|source| StoreError::Connect {
-            location: location.clone(),
-            source,
-        })?;
+        let options: AnyConnectOptions =
+            conn_url.parse().map_err(|source| StoreError::Connect {
+                location: location.clone(),
+                source,
+            })?;
         let pool_options = AnyPoolOptions::new()
             .max_connections(match backend {
                 // One writer at a time is all SQLite can do; a few readers
@@ -165,23 +169,32 @@ impl Store {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; the pragmas are
                     // per connection except journal_mode, which sticks to the file.
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             })
         } else {
             pool_options
         };
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                location: location.clone(),
-                source,
-            })?;
+        let pool =
+            pool_options
+                .connect_with(options)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    location: location.clone(),
+                    source,
+                })?;
         migrator(backend)
             .run(&pool)
             .await
@@ -256,16 +269,21 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(query_err("decode teams"))?;
-        let rows = sqlx::query("SELECT team_id, user_id, role FROM memberships ORDER BY team_id, user_id")
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(query_err("read memberships"))?;
+        let rows =
+            sqlx::query("SELECT team_id, user_id, role FROM memberships ORDER BY team_id, user_id")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(query_err("read memberships"))?;
         let mut memberships = Vec::with_capacity(rows.len());
         for r in &rows {
             let role: String = r.try_get("role").map_err(query_err("decode memberships"))?;
             memberships.push(StoreMembership {
-                team_id: r.try_get("team_id").map_err(query_err("decode memberships"))?,
-                user_id: r.try_get("user_id").map_err(query_err("decode memberships"))?,
+                team_id: r
+                    .try_get("team_id")
+                    .map_err(query_err("decode memberships"))?,
+                user_id: r
+                    .try_get("user_id")
+                    .map_err(query_err("decode memberships"))?,
                 role: role.parse().map_err(StoreError::Corrupt)?,
             });
         }
@@ -359,10 +377,12 @@ impl Store {
 
     /// The whole audit log in order.
     pub async fn audit_log(&self) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, run_id, at, action, target, before, after FROM audit_log ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("read audit log"))?;
+        let rows = sqlx::query(
+            "SELECT id, run_id, at, action, target, before, after FROM audit_log ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("read audit log"))?;
         decode_audit(&rows)
     }
 
@@ -399,7 +419,11 @@ impl Store {
     pub async fn try_lock(&self, holder: &str) -> Result<SyncLock, StoreError> {
         match self.backend {
             Backend::Postgres => {
-                let mut conn = self.pool.acquire().await.map_err(query_err("acquire lock connection"))?;
+                let mut conn = self
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(query_err("acquire lock connection"))?;
                 let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
                     .bind(PG_LOCK_KEY)
                     .fetch_one(&mut *conn)
@@ -431,10 +455,11 @@ impl Store {
                 .map_err(query_err("take lock lease"))?
                 .rows_affected();
                 if taken == 0 {
-                    let current = sqlx::query("SELECT holder, expires_at FROM sync_lock WHERE name = 'sync'")
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(query_err("read lock lease"))?;
+                    let current =
+                        sqlx::query("SELECT holder, expires_at FROM sync_lock WHERE name = 'sync'")
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(query_err("read lock lease"))?;
                     let holder = match current {
                         Some(r) => format!(
                             "held by {} for {} more seconds unless renewed",
@@ -483,7 +508,7 @@ impl Store {
 }
 
 /// Key of the PostgreSQL advisory lock ("WSYNC" in ASCII).
-const PG_LOCK_KEY: i64 = 0x5753_594E_43;
+const PG_LOCK_KEY: i64 = 0x0057_5359_4E43;
 /// Lease length of the SQLite lock row; renewed every third of it.
 const LEASE_MS: i64 = 30_000;
 
@@ -492,11 +517,12 @@ async fn renew_lease(pool: AnyPool, holder: String, lost: Arc<AtomicBool>) {
     loop {
         tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
         let now = now_ms();
-        let res = sqlx::query("UPDATE sync_lock SET expires_at = $1 WHERE name = 'sync' AND holder = $2")
-            .bind(now + LEASE_MS)
-            .bind(&holder)
-            .execute(&pool)
-            .await;
+        let res =
+            sqlx::query("UPDATE sync_lock SET expires_at = $1 WHERE name = 'sync' AND holder = $2")
+                .bind(now + LEASE_MS)
+                .bind(&holder)
+                .execute(&pool)
+                .await;
         match res {
             Ok(r) if r.rows_affected() == 1 => failures = 0,
             Ok(_) => {
@@ -536,7 +562,9 @@ impl SyncLock {
     /// Fails when the lease was lost (another process may now hold the lock).
     pub fn check(&self) -> Result<(), StoreError> {
         match &self.inner {
-            LockInner::Sqlite { lost, .. } if lost.load(Ordering::SeqCst) => Err(StoreError::LockLost),
+            LockInner::Sqlite { lost, .. } if lost.load(Ordering::SeqCst) => {
+                Err(StoreError::LockLost)
+            }
             _ => Ok(()),
         }
     }
@@ -685,7 +713,11 @@ impl StoreTx {
         .map_err(query_err("insert user"))
     }
 
-    pub async fn update_user_attrs(&mut self, user_id: i64, attrs: &UserAttrs) -> Result<(), StoreError> {
+    pub async fn update_user_attrs(
+        &mut self,
+        user_id: i64,
+        attrs: &UserAttrs,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE users SET email = $1, email_key = $2, first_name = $3, last_name = $4, display_name = $5, updated_at = $6 WHERE id = $7",
         )
@@ -702,7 +734,11 @@ impl StoreTx {
         .and_then(expect_one("update user"))
     }
 
-    pub async fn set_user_okta_id(&mut self, user_id: i64, okta_id: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_user_okta_id(
+        &mut self,
+        user_id: i64,
+        okta_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET okta_id = $1, updated_at = $2 WHERE id = $3")
             .bind(okta_id)
             .bind(now_ms())
@@ -725,7 +761,11 @@ impl StoreTx {
     }
 
     /// Inserts a team and returns its id.
-    pub async fn insert_team(&mut self, name: &str, okta_group_id: Option<&str>) -> Result<i64, StoreError> {
+    pub async fn insert_team(
+        &mut self,
+        name: &str,
+        okta_group_id: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO teams (name, okta_group_id, created_at, updated_at) VALUES ($1, $2, $3, $3) RETURNING id",
@@ -739,7 +779,11 @@ impl StoreTx {
         .map_err(query_err("insert team"))
     }
 
-    pub async fn set_team_group(&mut self, team_id: i64, okta_group_id: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_team_group(
+        &mut self,
+        team_id: i64,
+        okta_group_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE teams SET okta_group_id = $1, updated_at = $2 WHERE id = $3")
             .bind(okta_group_id)
             .bind(now_ms())
@@ -751,7 +795,12 @@ impl StoreTx {
     }
 
     /// Adds a membership, or sets its role when it already exists.
-    pub async fn upsert_membership(&mut self, team_id: i64, user_id: i64, role: Role) -> Result<(), StoreError> {
+    pub async fn upsert_membership(
+        &mut self,
+        team_id: i64,
+        user_id: i64,
+        role: Role,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO memberships (team_id, user_id, role, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
@@ -767,7 +816,11 @@ impl StoreTx {
         .map_err(query_err("add membership"))
     }
 
-    pub async fn delete_membership(&mut self, team_id: i64, user_id: i64) -> Result<(), StoreError> {
+    pub async fn delete_membership(
+        &mut self,
+        team_id: i64,
+        user_id: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM memberships WHERE team_id = $1 AND user_id = $2")
             .bind(team_id)
             .bind(user_id)
@@ -814,7 +867,9 @@ impl StoreTx {
     }
 }
 
-fn expect_one(what: &'static str) -> impl FnOnce(sqlx::any::AnyQueryResult) -> Result<(), StoreError> {
+fn expect_one(
+    what: &'static str,
+) -> impl FnOnce(sqlx::any::AnyQueryResult) -> Result<(), StoreError> {
     move |r| {
         if r.rows_affected() == 1 {
             Ok(())

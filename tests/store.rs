@@ -1,0 +1,186 @@
+//! Store conformance: the same story on SQLite and PostgreSQL.
+
+mod common;
+
+use writer_sync::model::{Role, UserAttrs};
+use writer_sync::store::{Store, StoreError};
+
+const SEED: &str = r#"{
+  "users": [
+    {"email": "ann@example.com", "okta_id": "00u1", "first_name": "Ann", "last_name": "Lee", "display_name": "Ann Lee", "active": true},
+    {"email": "Bob@Example.com", "okta_id": null, "first_name": "Bob", "last_name": "Ray", "display_name": "Bob Ray", "active": false},
+    {"email": "zoë@example.com", "okta_id": "00u3", "first_name": "Zoë", "last_name": "Ünal", "display_name": "Zoë Ünal 🦀", "active": true}
+  ],
+  "teams": [
+    {"name": "Engineering", "okta_group_id": "00g1", "members": [
+      {"email": "ann@example.com", "role": "admin"},
+      {"email": "Bob@Example.com", "role": "member"}
+    ]},
+    {"name": "Everyone", "okta_group_id": null, "members": [
+      {"email": "zoë@example.com", "role": "member"}
+    ]}
+  ]
+}"#;
+
+fn canonical(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap()
+}
+
+both_backends!(
+    load_then_dump_is_identity,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let dumped = serde_json::to_value(store.dump().await.unwrap()).unwrap();
+        let seed: serde_json::Value = serde_json::from_str(SEED).unwrap();
+        assert_eq!(canonical(&dumped), canonical(&seed));
+        // Loading the same document again changes nothing and writes no audit rows.
+        let audit_before = store.audit_log().await.unwrap().len();
+        let summary = store.load_json(SEED).await.unwrap();
+        assert_eq!(summary, Default::default());
+        assert_eq!(store.audit_log().await.unwrap().len(), audit_before);
+        store.close().await;
+    }
+);
+
+both_backends!(migrations_are_idempotent, |db: common::TestDb| async move {
+    let store = Store::connect(&db.url).await.unwrap();
+    store.load_json(SEED).await.unwrap();
+    store.close().await;
+    // A second start re-runs the migrator: nothing re-applied, nothing lost.
+    let again = Store::connect(&db.url).await.unwrap();
+    assert_eq!(again.dump().await.unwrap().users.len(), 3);
+    again.close().await;
+});
+
+both_backends!(
+    email_uniqueness_ignores_case,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let attrs = |email: &str| UserAttrs {
+            email: email.into(),
+            first_name: "A".into(),
+            last_name: "B".into(),
+            display_name: "A B".into(),
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_user(&attrs("Case@Example.com"), None, true)
+            .await
+            .unwrap();
+        let dup = tx.insert_user(&attrs("case@example.COM"), None, true).await;
+        assert!(matches!(dup, Err(StoreError::Query { .. })), "{dup:?}");
+        drop(tx); // rolled back
+        assert!(store.dump().await.unwrap().users.is_empty());
+        store.close().await;
+    }
+);
+
+both_backends!(
+    okta_ids_and_group_ids_are_unique,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let bad_users = r#"{"users": [{"email": "a@x.com", "okta_id": "00u1"}, {"email": "b@x.com", "okta_id": "00u1"}]}"#;
+        let err = store.load_json(bad_users).await.unwrap_err().to_string();
+        assert!(err.starts_with("$.users[1].okta_id"), "{err}");
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_team("A", Some("00g1")).await.unwrap();
+        assert!(tx.insert_team("B", Some("00g1")).await.is_err());
+        drop(tx);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    a_malformed_load_changes_nothing,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let before = store.dump().await.unwrap();
+        // Valid users first, then a member that exists nowhere: validated in the
+        // transaction, so the earlier rows of this file must not land either.
+        let bad = r#"{"users": [{"email": "new@example.com"}],
+                  "teams": [{"name": "Sales", "members": [{"email": "ghost@example.com"}]}]}"#;
+        let err = store.load_json(bad).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "$.teams[0].members[0].email: no user with email ghost@example.com in the file or the store"
+        );
+        assert_eq!(store.dump().await.unwrap(), before);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    load_merges_by_okta_id_then_email,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let merge = r#"{"users": [
+        {"email": "ann.lee@example.com", "okta_id": "00u1", "first_name": "Ann", "last_name": "Lee", "display_name": "Ann Lee", "active": true},
+        {"email": "BOB@example.com", "okta_id": null, "first_name": "Robert", "last_name": "Ray", "display_name": "Robert Ray", "active": true}
+      ],
+      "teams": [{"name": "Engineering", "okta_group_id": "00g1", "members": [{"email": "BOB@example.com", "role": "admin"}]}]}"#;
+        let summary = store.load_json(merge).await.unwrap();
+        assert_eq!(summary.users_updated, 2);
+        assert_eq!(summary.users_inserted, 0);
+        assert_eq!(summary.memberships_updated, 1);
+        let dump = store.dump().await.unwrap();
+        assert_eq!(dump.users.len(), 3);
+        assert!(dump.users.iter().any(|u| u.email == "ann.lee@example.com"));
+        let eng = dump.teams.iter().find(|t| t.name == "Engineering").unwrap();
+        // Listed member updated, unlisted member kept.
+        assert_eq!(eng.members.len(), 2);
+        assert!(
+            eng.members
+                .iter()
+                .any(|m| m.email == "BOB@example.com" && m.role == Role::Admin)
+        );
+        let audit = store.audit_log().await.unwrap();
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "load_user_updated" && a.target == "ann.lee@example.com")
+        );
+        store.close().await;
+    }
+);
+
+both_backends!(
+    sync_lock_is_exclusive_across_handles,
+    |db: common::TestDb| async move {
+        let first = Store::connect(&db.url).await.unwrap();
+        let second = Store::connect(&db.url).await.unwrap();
+        let lock = first.try_lock("host-a:1").await.unwrap();
+        let err = second
+            .try_lock("host-b:2")
+            .await
+            .err()
+            .expect("second lock must fail");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        lock.release().await.unwrap();
+        let again = second.try_lock("host-b:2").await.unwrap();
+        again.release().await.unwrap();
+        first.close().await;
+        second.close().await;
+    }
+);
+
+both_backends!(
+    runs_and_state_are_recorded,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let id = store.start_run("once", "host:1").await.unwrap();
+        store
+            .finish_run(id, "ok", r#"{"users_created":2}"#, None)
+            .await
+            .unwrap();
+        let runs = store.recent_runs(5).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].status, "ok");
+        assert_eq!(runs[0].counts.as_ref().unwrap()["users_created"], 2);
+        store.set_state("k", "v1").await.unwrap();
+        store.set_state("k", "v2").await.unwrap();
+        assert_eq!(store.get_state("k").await.unwrap().as_deref(), Some("v2"));
+        store.close().await;
+    }
+);
