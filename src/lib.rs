@@ -8,3 +8,7 @@ pub mod model;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod check;
+pub mod okta;
+pub mod reconcile;
+pub mod sim;

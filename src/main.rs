@@ -4,14 +4,19 @@
 //! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
 
 mod cli;
+mod demo;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
 use writer_sync::config::{self, Config, ConfigEnv};
+use writer_sync::okta::OktaClient;
+use writer_sync::reconcile::report::{Report, Status};
+use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
 use writer_sync::store::Store;
 use writer_sync::store::dump::LoadError;
 use writer_sync::telemetry;
@@ -23,7 +28,6 @@ mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
-    #[allow(dead_code)]
     pub const BLOCKED: u8 = 3;
 }
 
@@ -94,10 +98,132 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             store.close().await;
             code
         }
-        Command::Run(_) | Command::Check | Command::Demo(_) => Err(usage(anyhow::anyhow!(
-            "this command arrives with the reconciler"
-        ))),
+        Command::Run(args) => {
+            if !args.once && (args.force || args.json) {
+                return Err(usage(anyhow::anyhow!("--force and --json need --once")));
+            }
+            let config = load_config(&config_path, &env)?;
+            if args.once {
+                run_once(config, &args).await
+            } else {
+                Err(usage(anyhow::anyhow!("the daemon mode arrives with the daemon issue")))
+            }
+        }
+        Command::Check => {
+            let config = load_config(&config_path, &env)?;
+            check(&config).await
+        }
+        Command::Demo(args) => demo::run(&args.db).await.map_err(Failure::from),
     }
+}
+
+/// Builds the Okta client from the config (needs a credential).
+fn okta_client(config: &Config) -> Result<OktaClient, Failure> {
+    config.okta_auth().map_err(usage)?;
+    OktaClient::from_config(config).map_err(usage)
+}
+
+async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
+    let okta = okta_client(&config)?;
+    let store = open_store(&config).await?;
+    let ctx = SyncContext {
+        config: Arc::new(config),
+        store,
+        okta,
+        holder: reconcile::holder_id(),
+    };
+    let mut opts = RunOptions::new(Trigger::Once);
+    opts.dry_run = args.dry_run;
+    opts.force = args.force;
+    // SIGINT/SIGTERM: stop between apply batches (the current one commits).
+    let stop = Arc::clone(&opts.stop);
+    let signals = tokio::spawn(async move {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stop requested: finishing the current batch");
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let report = reconcile::run_once(&ctx, &opts).await;
+    signals.abort();
+    ctx.store.close().await;
+    print_report(&report, args.json)?;
+    Ok(match report.status {
+        Status::Ok | Status::DryRun => exit::OK,
+        Status::Failed => exit::FAILED,
+        Status::Blocked => exit::BLOCKED,
+    })
+}
+
+fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer(&mut out, &report.to_json()).context("cannot print the report")?;
+        writeln!(out).context("cannot print the report")?;
+    } else {
+        write!(out, "{}", report.human()).context("cannot print the report")?;
+    }
+    Ok(())
+}
+
+/// `check`: the config is valid (it loaded), then reach the store and Okta
+/// and say what was found. Exit 0 when both answer, 1 otherwise.
+async fn check(config: &Config) -> Result<u8, Failure> {
+    let mut out = std::io::stdout().lock();
+    let mut ok = true;
+    let mut line = |text: String| writeln!(out, "{text}").context("cannot print");
+    line(format!("config      {} (valid)", config.path.display()))?;
+    let auth = match config.okta_auth() {
+        Ok(auth) => auth,
+        Err(e) => return Err(usage(e)),
+    };
+    let writer_sync::config::OktaAuth::Ssws { source, .. } = auth;
+    line(format!("okta        {} (SSWS token from {source})", config.okta.org_url))?;
+    line(format!(
+        "schedule    {} (UTC), next {}",
+        config.sync.schedule.expr(),
+        config
+            .sync
+            .schedule
+            .next_after(chrono::Utc::now())
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "never".into())
+    ))?;
+    match Store::connect(&config.store.url).await {
+        Ok(store) => {
+            match store.load_state().await {
+                Ok(state) => line(format!(
+                    "store       {} ({:?}): {} users ({} managed), {} teams ({} linked), {} memberships",
+                    store.location(),
+                    store.backend(),
+                    state.users.len(),
+                    state.users.iter().filter(|u| u.okta_id.is_some()).count(),
+                    state.teams.len(),
+                    state.teams.iter().filter(|t| t.okta_group_id.is_some()).count(),
+                    state.memberships.len()
+                ))?,
+                Err(e) => {
+                    ok = false;
+                    line(format!("store       FAILED: {}", reconcile::error_chain(&e)))?;
+                }
+            }
+            store.close().await;
+        }
+        Err(e) => {
+            ok = false;
+            line(format!("store       FAILED: {}", reconcile::error_chain(&e)))?;
+        }
+    }
+    let client = okta_client(config)?;
+    for finding in writer_sync::check::probe(&client, config).await {
+        ok &= finding.ok;
+        line(format!("{:<11} {}{}", finding.what, if finding.ok { "" } else { "FAILED: " }, finding.detail))?;
+    }
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
 /// Loads the config and sets up logging from it.

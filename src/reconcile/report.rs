@@ -1,0 +1,380 @@
+//! The run report: what `run --once` prints (human or the JSON object of
+//! SPEC §4), what is recorded in `sync_runs`, and the JSON of each change
+//! (also the audit log's before/after).
+//!
+//! Invariant: pure formatting; the shape of the JSON report is defined here
+//! and nowhere else.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::model::{Change, Finding, Severity, TeamRef, UserAttrs, UserRef};
+
+/// Outcome of a run (SPEC §4 `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Blocked,
+    DryRun,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Blocked => "blocked",
+            Status::DryRun => "dry_run",
+        }
+    }
+}
+
+/// Counts by kind (SPEC §4 `counts`, in its order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub users_created: u64,
+    pub users_updated: u64,
+    pub users_deactivated: u64,
+    pub users_reactivated: u64,
+    pub users_linked: u64,
+    pub memberships_added: u64,
+    pub memberships_removed: u64,
+    pub roles_changed: u64,
+    pub teams_linked: u64,
+    pub teams_created: u64,
+    pub skipped: u64,
+    pub unmanaged: u64,
+}
+
+impl Counts {
+    /// Tallies `changes`; `skipped` and `unmanaged` come from the plan.
+    pub fn tally(changes: &[Change], skipped: usize, unmanaged: usize) -> Counts {
+        let mut c = Counts {
+            skipped: skipped as u64,
+            unmanaged: unmanaged as u64,
+            ..Counts::default()
+        };
+        for change in changes {
+            let slot = match change {
+                Change::CreateTeam { .. } => &mut c.teams_created,
+                Change::LinkTeam { .. } => &mut c.teams_linked,
+                Change::CreateUser { .. } => &mut c.users_created,
+                Change::LinkUser { .. } => &mut c.users_linked,
+                Change::UpdateUser { .. } => &mut c.users_updated,
+                Change::ReactivateUser { .. } => &mut c.users_reactivated,
+                Change::DeactivateUser { .. } => &mut c.users_deactivated,
+                Change::AddMembership { .. } => &mut c.memberships_added,
+                Change::RemoveMembership { .. } => &mut c.memberships_removed,
+                Change::ChangeRole { .. } => &mut c.roles_changed,
+            };
+            *slot += 1;
+        }
+        c
+    }
+
+    /// The non-zero change counts as `name=n` pairs (for summaries).
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("users_created", self.users_created),
+            ("users_updated", self.users_updated),
+            ("users_deactivated", self.users_deactivated),
+            ("users_reactivated", self.users_reactivated),
+            ("users_linked", self.users_linked),
+            ("memberships_added", self.memberships_added),
+            ("memberships_removed", self.memberships_removed),
+            ("roles_changed", self.roles_changed),
+            ("teams_linked", self.teams_linked),
+            ("teams_created", self.teams_created),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
+/// The report of one run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub status: Status,
+    /// For `ok`/`failed`: what was applied. For `dry_run`/`blocked`: what the
+    /// plan would apply (nothing was).
+    pub counts: Counts,
+    pub changes: Vec<Change>,
+    pub findings: Vec<Finding>,
+    pub error: Option<String>,
+    /// The recorded run id (none for dry runs and runs that never started).
+    pub run_id: Option<i64>,
+    pub duration_ms: u64,
+    /// Changes in the plan (applied or not).
+    pub planned: usize,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    status: Status,
+    counts: &'a Counts,
+    changes: Vec<Value>,
+    warnings: Vec<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl Report {
+    /// The JSON object of SPEC §4.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(JsonReport {
+            status: self.status,
+            counts: &self.counts,
+            changes: self.changes.iter().map(|c| change_json(c).detail).collect(),
+            warnings: self.findings.iter().map(|f| f.message.as_str()).collect(),
+            error: self.error.as_deref(),
+        })
+        .unwrap_or(Value::Null)
+    }
+
+    /// A summary for people: status line, counts, then each change and finding.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let counts = self.counts.nonzero();
+        let counts_text = if counts.is_empty() {
+            "no changes".to_owned()
+        } else {
+            counts
+                .iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let headline = match self.status {
+            Status::Ok => format!("sync ok: {counts_text}"),
+            Status::DryRun => format!("dry run (nothing written): would apply {counts_text}"),
+            Status::Blocked => format!("sync BLOCKED by the safety guard, nothing applied: plan had {counts_text}"),
+            Status::Failed => format!("sync FAILED after applying {counts_text}"),
+        };
+        let _ = writeln!(out, "{headline}");
+        let _ = writeln!(
+            out,
+            "skipped={} unmanaged={} duration={:.1}s{}",
+            self.counts.skipped,
+            self.counts.unmanaged,
+            self.duration_ms as f64 / 1000.0,
+            self.run_id.map(|id| format!(" run={id}")).unwrap_or_default()
+        );
+        if let Some(error) = &self.error {
+            let _ = writeln!(out, "error: {error}");
+        }
+        if !self.changes.is_empty() {
+            let verb = match self.status {
+                Status::Ok | Status::Failed => "applied",
+                Status::DryRun | Status::Blocked => "planned",
+            };
+            let _ = writeln!(out, "changes {verb}:");
+            for change in &self.changes {
+                let _ = writeln!(out, "  {:<19} {}", change.kind(), change_json(change).summary);
+            }
+        }
+        if !self.findings.is_empty() {
+            let _ = writeln!(out, "warnings:");
+            for f in &self.findings {
+                let tag = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                let _ = writeln!(out, "  {tag}: {}", f.message);
+            }
+        }
+        out
+    }
+}
+
+/// One change rendered for the report, the logs and the audit log.
+pub struct ChangeView {
+    /// What the change is about: an email, a team name, or `email in team`.
+    pub target: String,
+    /// The full JSON object of the report's `changes` list.
+    pub detail: Value,
+    /// State before (audit log); `None` for creations.
+    pub before: Option<Value>,
+    /// State after (audit log); `None` for removals.
+    pub after: Option<Value>,
+    /// One human line.
+    pub summary: String,
+}
+
+fn attrs_json(a: &UserAttrs) -> Value {
+    json!({
+        "email": a.email,
+        "first_name": a.first_name,
+        "last_name": a.last_name,
+        "display_name": a.display_name,
+    })
+}
+
+fn user_ref(r: &UserRef) -> Value {
+    match r {
+        UserRef::Existing(id) => json!({"user_id": id}),
+        UserRef::New { okta_id } => json!({"okta_id": okta_id}),
+    }
+}
+
+fn team_ref(r: &TeamRef) -> Value {
+    match r {
+        TeamRef::Existing(id) => json!({"team_id": id}),
+        TeamRef::New { name } => json!({"name": name}),
+    }
+}
+
+/// Renders a change. The `action` field is [`Change::kind`].
+pub fn change_json(change: &Change) -> ChangeView {
+    let action = change.kind();
+    match change {
+        Change::CreateTeam { name, okta_group_id } => ChangeView {
+            target: name.clone(),
+            detail: json!({"action": action, "team": name, "okta_group_id": okta_group_id}),
+            before: None,
+            after: Some(json!({"name": name, "okta_group_id": okta_group_id})),
+            summary: format!("{name} (Okta group {okta_group_id})"),
+        },
+        Change::LinkTeam {
+            team_id,
+            name,
+            okta_group_id,
+        } => ChangeView {
+            target: name.clone(),
+            detail: json!({"action": action, "team": name, "team_id": team_id, "okta_group_id": okta_group_id}),
+            before: Some(json!({"okta_group_id": null})),
+            after: Some(json!({"okta_group_id": okta_group_id})),
+            summary: format!("{name} -> Okta group {okta_group_id}"),
+        },
+        Change::CreateUser { okta_id, attrs } => ChangeView {
+            target: attrs.email.clone(),
+            detail: json!({"action": action, "email": attrs.email, "okta_id": okta_id, "after": attrs_json(attrs)}),
+            before: None,
+            after: Some(json!({"okta_id": okta_id, "active": true, "attrs": attrs_json(attrs)})),
+            summary: format!("{} ({okta_id}) {:?}", attrs.email, attrs.display_name),
+        },
+        Change::LinkUser {
+            user_id,
+            email,
+            okta_id,
+            previous_okta_id,
+        } => ChangeView {
+            target: email.clone(),
+            detail: json!({
+                "action": action, "email": email, "user_id": user_id,
+                "okta_id": okta_id, "previous_okta_id": previous_okta_id,
+            }),
+            before: Some(json!({"okta_id": previous_okta_id})),
+            after: Some(json!({"okta_id": okta_id})),
+            summary: match previous_okta_id {
+                Some(prev) => format!("{email} relinked {prev} -> {okta_id} (rehire)"),
+                None => format!("{email} -> {okta_id}"),
+            },
+        },
+        Change::UpdateUser {
+            user_id,
+            okta_id,
+            before,
+            after,
+        } => {
+            let mut diff = Vec::new();
+            for (field, b, a) in [
+                ("email", &before.email, &after.email),
+                ("first_name", &before.first_name, &after.first_name),
+                ("last_name", &before.last_name, &after.last_name),
+                ("display_name", &before.display_name, &after.display_name),
+            ] {
+                if b != a {
+                    diff.push(format!("{field} {b:?} -> {a:?}"));
+                }
+            }
+            ChangeView {
+                target: after.email.clone(),
+                detail: json!({
+                    "action": action, "email": after.email, "user_id": user_id, "okta_id": okta_id,
+                    "before": attrs_json(before), "after": attrs_json(after),
+                }),
+                before: Some(attrs_json(before)),
+                after: Some(attrs_json(after)),
+                summary: format!("{} ({okta_id}): {}", after.email, diff.join(", ")),
+            }
+        }
+        Change::ReactivateUser {
+            user_id,
+            okta_id,
+            email,
+        } => ChangeView {
+            target: email.clone(),
+            detail: json!({"action": action, "email": email, "user_id": user_id, "okta_id": okta_id}),
+            before: Some(json!({"active": false})),
+            after: Some(json!({"active": true})),
+            summary: format!("{email} ({okta_id})"),
+        },
+        Change::DeactivateUser {
+            user_id,
+            okta_id,
+            email,
+            reason,
+        } => ChangeView {
+            target: email.clone(),
+            detail: json!({
+                "action": action, "email": email, "user_id": user_id, "okta_id": okta_id, "reason": reason,
+            }),
+            before: Some(json!({"active": true})),
+            after: Some(json!({"active": false, "reason": reason})),
+            summary: format!("{email} ({okta_id}): {}", serde_json::to_value(reason).unwrap_or_default().as_str().unwrap_or_default()),
+        },
+        Change::AddMembership {
+            team,
+            team_name,
+            user,
+            email,
+            role,
+        } => ChangeView {
+            target: format!("{email} in {team_name}"),
+            detail: json!({
+                "action": action, "team": team_name, "email": email, "role": role,
+                "team_ref": team_ref(team), "user_ref": user_ref(user),
+            }),
+            before: None,
+            after: Some(json!({"role": role})),
+            summary: format!("{email} -> {team_name} as {role}"),
+        },
+        Change::RemoveMembership {
+            team_id,
+            team_name,
+            user_id,
+            email,
+            role,
+        } => ChangeView {
+            target: format!("{email} in {team_name}"),
+            detail: json!({
+                "action": action, "team": team_name, "email": email, "role": role,
+                "team_id": team_id, "user_id": user_id,
+            }),
+            before: Some(json!({"role": role})),
+            after: None,
+            summary: format!("{email} out of {team_name} (was {role})"),
+        },
+        Change::ChangeRole {
+            team_id,
+            team_name,
+            user_id,
+            email,
+            from,
+            to,
+        } => ChangeView {
+            target: format!("{email} in {team_name}"),
+            detail: json!({
+                "action": action, "team": team_name, "email": email, "from": from, "to": to,
+                "team_id": team_id, "user_id": user_id,
+            }),
+            before: Some(json!({"role": from})),
+            after: Some(json!({"role": to})),
+            summary: format!("{email} in {team_name}: {from} -> {to}"),
+        },
+    }
+}
