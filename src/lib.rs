@@ -4,4 +4,5 @@
 //! map and each module's invariant are in ARCHITECTURE.md.
 
 pub mod model;
+pub mod okta;
 pub mod secret;
