@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod model;
+pub mod okta;
 pub mod secret;
 pub mod store;
 pub mod telemetry;

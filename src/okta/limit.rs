@@ -1,0 +1,661 @@
+//! Rate limiting and retry timing: the client-side budget, per-family pacing
+//! from Okta's `X-Rate-Limit-*` headers, and the delay before a retry.
+//!
+//! Invariant: the arithmetic is pure (callers pass "now" and the jitter
+//! sample), and everything that waits does so on tokio's clock, so tests with
+//! paused time are exact and instant. The only stateful piece is [`Budget`],
+//! the one governor limiter every request of a client goes through.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use reqwest::header::HeaderMap;
+
+/// Okta rate-limit buckets as this client groups its requests. Okta's real
+/// buckets are finer (e.g. `/api/v1/apps/{id}` alone is its own bucket); the
+/// families cover the endpoints the sync reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// `/api/v1/apps` and `/api/v1/apps/*` (app users, app groups, the app).
+    Apps,
+    /// `/api/v1/groups` (list and search).
+    Groups,
+    /// `/api/v1/groups/{id}/users`.
+    GroupMembers,
+    /// `/api/v1/users` and `/api/v1/users/*`.
+    Users,
+    /// Everything else.
+    Other,
+}
+
+impl Family {
+    pub const ALL: [Family; 5] = [
+        Family::Apps,
+        Family::Groups,
+        Family::GroupMembers,
+        Family::Users,
+        Family::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Apps => "apps",
+            Family::Groups => "groups",
+            Family::GroupMembers => "group_members",
+            Family::Users => "users",
+            Family::Other => "other",
+        }
+    }
+
+    /// The family of a request path (percent-encoded, without the query).
+    pub fn of_path(path: &str) -> Family {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        match segments.as_slice() {
+            ["", "api", "v1", "apps", ..] => Family::Apps,
+            ["", "api", "v1", "groups"] => Family::Groups,
+            ["", "api", "v1", "groups", _, "users"] => Family::GroupMembers,
+            ["", "api", "v1", "users", ..] => Family::Users,
+            _ => Family::Other,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Family::Apps => 0,
+            Family::Groups => 1,
+            Family::GroupMembers => 2,
+            Family::Users => 3,
+            Family::Other => 4,
+        }
+    }
+}
+
+/// The `X-Rate-Limit-*` headers of one response. Missing or unparsable
+/// headers are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// `X-Rate-Limit-Limit`; 0 on a concurrency-limit 429.
+    pub limit: Option<u32>,
+    /// `X-Rate-Limit-Remaining`.
+    pub remaining: Option<u32>,
+    /// `X-Rate-Limit-Reset`, UTC epoch seconds.
+    pub reset: Option<i64>,
+}
+
+impl RateLimitHeaders {
+    pub fn from_headers(headers: &HeaderMap) -> RateLimitHeaders {
+        fn number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+            headers.get(name)?.to_str().ok()?.trim().parse().ok()
+        }
+        RateLimitHeaders {
+            limit: number(headers, "x-rate-limit-limit"),
+            remaining: number(headers, "x-rate-limit-remaining"),
+            reset: number(headers, "x-rate-limit-reset"),
+        }
+    }
+}
+
+/// Parses an HTTP `Date` header (IMF-fixdate, e.g. `Tue, 15 Nov 1994 08:12:31 GMT`).
+pub fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let parsed = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    let secs = u64::try_from(parsed.timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Timing knobs of retries and pacing. The defaults follow okta-sdk-golang
+/// (+1 s after the reset, by the server's clock) plus jitter so that several
+/// clients do not return in the same instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// First backoff after a 5xx / transport error.
+    pub backoff_initial: Duration,
+    /// Ceiling of the exponential backoff.
+    pub backoff_max: Duration,
+    /// Added to "until the reset": the reset has one-second resolution and
+    /// the window may close a little after the second it names.
+    pub reset_slack: Duration,
+    /// Upper bound of the uniform jitter added to rate-limit waits.
+    pub rate_limit_jitter: Duration,
+    /// No rate-limit wait is longer than this (Okta windows are 60 s, so a
+    /// reset further away is an estimate or a clock problem).
+    pub max_rate_limit_wait: Duration,
+    /// Pacing starts when at most this percentage of the window's limit is
+    /// left (at least 1 request).
+    pub low_remaining_percent: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            reset_slack: Duration::from_secs(1),
+            rate_limit_jitter: Duration::from_secs(1),
+            max_rate_limit_wait: Duration::from_secs(90),
+            low_remaining_percent: 10,
+        }
+    }
+}
+
+/// Why an attempt is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryCause {
+    /// 429, with its rate-limit headers and the server's `Date` header.
+    RateLimited {
+        headers: RateLimitHeaders,
+        server_date: Option<SystemTime>,
+    },
+    /// 5xx (incl. 503 E0000010) or 408.
+    ServerError,
+    /// Timeout, connection error, broken body.
+    Transport,
+}
+
+/// How long to wait before retry number `attempt` (1 = the first retry).
+///
+/// * 429: until `X-Rate-Limit-Reset` measured on the server's clock (`Date`;
+///   `local_now` only when the response had none) plus `reset_slack`, plus
+///   uniform jitter in `[0, rate_limit_jitter)`, capped at
+///   `max_rate_limit_wait`. A reset in the past waits only slack + jitter. A
+///   concurrency 429 (`X-Rate-Limit-Limit: 0`, reset only an estimate) waits
+///   the shorter of that and the exponential backoff. No reset header: backoff.
+/// * 5xx / transport: exponential backoff `backoff_initial * 2^(attempt-1)`
+///   capped at `backoff_max`, with "equal jitter": uniform in `[cap/2, cap]`.
+///
+/// `jitter` is a sample in `[0, 1)` (clamped), so tests can pin it.
+pub fn retry_delay(
+    attempt: u32,
+    cause: &RetryCause,
+    local_now: SystemTime,
+    policy: &RetryPolicy,
+    jitter: f64,
+) -> Duration {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let backoff = backoff_ceiling(attempt, policy);
+    let equal_jitter = backoff / 2 + (backoff / 2).mul_f64(jitter);
+    match cause {
+        RetryCause::RateLimited {
+            headers,
+            server_date,
+        } => {
+            let now = server_date.unwrap_or(local_now);
+            let until_reset = headers
+                .reset
+                .map(|reset| until_epoch(reset, now) + policy.reset_slack);
+            let base = match (headers.limit, until_reset) {
+                (Some(0), Some(wait)) => wait.min(equal_jitter),
+                (_, Some(wait)) => wait,
+                (_, None) => equal_jitter,
+            };
+            (base + policy.rate_limit_jitter.mul_f64(jitter)).min(policy.max_rate_limit_wait)
+        }
+        RetryCause::ServerError | RetryCause::Transport => equal_jitter,
+    }
+}
+
+fn backoff_ceiling(attempt: u32, policy: &RetryPolicy) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(20);
+    policy
+        .backoff_initial
+        .saturating_mul(1 << doublings)
+        .min(policy.backoff_max)
+}
+
+/// How long to hold back the next request of a family after a successful
+/// response carrying these headers, so the client slows down before Okta
+/// refuses it:
+/// * nothing left (`remaining == 0`): wait until the reset (+ slack);
+/// * little left (≤ `low_remaining_percent` of the limit): spread the
+///   remaining requests evenly over the time until the reset;
+/// * otherwise, or without complete headers, or on a concurrency report
+///   (`limit == 0`): no delay.
+///
+/// Capped at `max_rate_limit_wait`.
+pub fn pacing_delay(
+    headers: &RateLimitHeaders,
+    server_now: SystemTime,
+    policy: &RetryPolicy,
+) -> Duration {
+    let (Some(limit), Some(remaining), Some(reset)) =
+        (headers.limit, headers.remaining, headers.reset)
+    else {
+        return Duration::ZERO;
+    };
+    if limit == 0 {
+        return Duration::ZERO;
+    }
+    let until_reset = until_epoch(reset, server_now);
+    let delay = if remaining == 0 {
+        until_reset + policy.reset_slack
+    } else {
+        let low_water = (u64::from(limit) * u64::from(policy.low_remaining_percent) / 100).max(1);
+        if u64::from(remaining) > low_water {
+            Duration::ZERO
+        } else {
+            until_reset / remaining
+        }
+    };
+    delay.min(policy.max_rate_limit_wait)
+}
+
+/// Time from `now` until the epoch second `reset`; zero when it has passed.
+fn until_epoch(reset: i64, now: SystemTime) -> Duration {
+    let Ok(reset) = u64::try_from(reset) else {
+        return Duration::ZERO;
+    };
+    (UNIX_EPOCH + Duration::from_secs(reset))
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Spacing of the client-side budget: 1 % more than `60 s / rpm`.
+///
+/// Why burst 1 and a margin: a GCRA limiter with burst `b` lets through
+/// `b + rpm - 1` requests in some 60 s window (the burst at once, then one
+/// every `60/rpm` s), so any burst above 1 breaks "never more than rpm in any
+/// 60 s window". With burst 1 exactly `rpm` requests fit in a 60 s window, the
+/// last one `60 - 60/rpm` s after the first, so a request that reaches Okta
+/// earlier than its predecessors (network jitter) could still land in a window
+/// that already holds `rpm`. Stretching the spacing by 1 % makes the `rpm + 1`-th
+/// request leave 60.6 s after the first, which absorbs up to 600 ms of jitter.
+pub fn budget_interval(requests_per_minute: NonZeroU32) -> Duration {
+    const STRETCHED_MINUTE_NANOS: u64 = 60_600_000_000;
+    Duration::from_nanos(STRETCHED_MINUTE_NANOS.div_ceil(u64::from(requests_per_minute.get())))
+}
+
+/// A governor clock that reads tokio's clock, so the budget follows paused
+/// time in tests and real monotonic time otherwise.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn new() -> TokioClock {
+        TokioClock {
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        TokioClock::new()
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(self.start.elapsed())
+    }
+}
+
+/// The client-wide request budget: one governor limiter, burst 1, spacing
+/// [`budget_interval`].
+#[derive(Debug)]
+pub struct Budget {
+    limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>,
+    clock: TokioClock,
+}
+
+impl Budget {
+    pub fn new(requests_per_minute: NonZeroU32) -> Budget {
+        let interval = budget_interval(requests_per_minute);
+        // `with_period` is `None` only for a zero interval, impossible here:
+        // the interval is at least 60.6e9 / u32::MAX ns, i.e. 14 ns.
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::MIN));
+        let clock = TokioClock::new();
+        Budget {
+            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            clock,
+        }
+    }
+
+    /// Waits (on tokio's clock) until the budget allows one more request,
+    /// and takes it.
+    pub async fn acquire(&self) {
+        loop {
+            match self.limiter.check() {
+                Ok(()) => return,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    tokio::time::sleep(wait.max(Duration::from_micros(1))).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn rate_limited(limit: u32, reset: Option<i64>, date: Option<u64>) -> RetryCause {
+        RetryCause::RateLimited {
+            headers: RateLimitHeaders {
+                limit: Some(limit),
+                remaining: Some(0),
+                reset,
+            },
+            server_date: date.map(at),
+        }
+    }
+
+    #[test]
+    fn family_of_path() {
+        assert_eq!(Family::of_path("/api/v1/apps"), Family::Apps);
+        assert_eq!(Family::of_path("/api/v1/apps/0oa1"), Family::Apps);
+        assert_eq!(Family::of_path("/api/v1/apps/0oa1/users"), Family::Apps);
+        assert_eq!(Family::of_path("/api/v1/groups"), Family::Groups);
+        assert_eq!(Family::of_path("/api/v1/groups/"), Family::Groups);
+        assert_eq!(
+            Family::of_path("/api/v1/groups/00g1/users"),
+            Family::GroupMembers
+        );
+        assert_eq!(Family::of_path("/api/v1/groups/00g1"), Family::Other);
+        assert_eq!(Family::of_path("/api/v1/users"), Family::Users);
+        assert_eq!(Family::of_path("/api/v1/users/00u1"), Family::Users);
+        assert_eq!(Family::of_path("/api/v1/logs"), Family::Other);
+        assert_eq!(Family::of_path("/"), Family::Other);
+        for family in Family::ALL {
+            assert_eq!(Family::ALL[family.index()], family);
+        }
+    }
+
+    #[test]
+    fn headers_are_parsed_leniently() {
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Rate-Limit-Limit", "600".parse().unwrap());
+        headers.insert("x-rate-limit-remaining", " 12 ".parse().unwrap());
+        headers.insert("X-Rate-Limit-Reset", "soon".parse().unwrap());
+        assert_eq!(
+            RateLimitHeaders::from_headers(&headers),
+            RateLimitHeaders {
+                limit: Some(600),
+                remaining: Some(12),
+                reset: None
+            }
+        );
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            parse_http_date("Tue, 15 Nov 1994 08:12:31 GMT"),
+            Some(at(784_887_151))
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn rate_limited_waits_until_reset_by_the_server_clock() {
+        let policy = RetryPolicy::default();
+        // The local clock is 100 s ahead of the server; the server's clock wins.
+        let delay = retry_delay(
+            1,
+            &rate_limited(600, Some(1_030), Some(1_000)),
+            at(1_100),
+            &policy,
+            0.0,
+        );
+        assert_eq!(delay, Duration::from_secs(31));
+        let delay = retry_delay(
+            1,
+            &rate_limited(600, Some(1_030), Some(1_000)),
+            at(1_100),
+            &policy,
+            0.5,
+        );
+        assert_eq!(delay, Duration::from_millis(31_500));
+    }
+
+    #[test]
+    fn rate_limited_without_date_uses_the_local_clock() {
+        let policy = RetryPolicy::default();
+        let delay = retry_delay(
+            1,
+            &rate_limited(600, Some(1_010), None),
+            at(1_000),
+            &policy,
+            0.0,
+        );
+        assert_eq!(delay, Duration::from_secs(11));
+    }
+
+    #[test]
+    fn reset_in_the_past_waits_only_slack_and_jitter() {
+        let policy = RetryPolicy::default();
+        let delay = retry_delay(
+            3,
+            &rate_limited(600, Some(990), Some(1_000)),
+            at(1_000),
+            &policy,
+            0.25,
+        );
+        assert_eq!(delay, Duration::from_millis(1_250));
+    }
+
+    #[test]
+    fn rate_limit_wait_is_capped() {
+        let policy = RetryPolicy::default();
+        let delay = retry_delay(
+            1,
+            &rate_limited(600, Some(1_000 + 3_600), Some(1_000)),
+            at(1_000),
+            &policy,
+            0.9,
+        );
+        assert_eq!(delay, policy.max_rate_limit_wait);
+    }
+
+    #[test]
+    fn concurrency_429_waits_the_shorter_of_backoff_and_reset_estimate() {
+        let policy = RetryPolicy::default();
+        // Reset estimate 59 s away; attempt 1 backoff is 250..500 ms.
+        let delay = retry_delay(
+            1,
+            &rate_limited(0, Some(1_059), Some(1_000)),
+            at(1_000),
+            &policy,
+            0.0,
+        );
+        assert_eq!(delay, Duration::from_millis(250));
+        // Reset estimate closer than the backoff.
+        let delay = retry_delay(
+            8,
+            &rate_limited(0, Some(1_001), Some(1_000)),
+            at(1_000),
+            &policy,
+            0.0,
+        );
+        assert_eq!(delay, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn rate_limited_without_reset_backs_off() {
+        let policy = RetryPolicy::default();
+        let cause = RetryCause::RateLimited {
+            headers: RateLimitHeaders::default(),
+            server_date: None,
+        };
+        assert_eq!(
+            retry_delay(2, &cause, at(0), &policy, 1.0),
+            Duration::from_millis(1_000 + 1_000)
+        );
+    }
+
+    #[test]
+    fn server_error_backoff_grows_exponentially_and_is_capped() {
+        let policy = RetryPolicy::default();
+        let ceilings: Vec<Duration> = (1..=8)
+            .map(|attempt| retry_delay(attempt, &RetryCause::ServerError, at(0), &policy, 1.0))
+            .collect();
+        let expected_ms = [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000];
+        assert_eq!(
+            ceilings,
+            expected_ms
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect::<Vec<_>>()
+        );
+        // Huge attempt numbers do not overflow.
+        assert_eq!(
+            retry_delay(u32::MAX, &RetryCause::Transport, at(0), &policy, 1.0),
+            policy.backoff_max
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..10 {
+            let ceiling = retry_delay(attempt, &RetryCause::ServerError, at(0), &policy, 1.0);
+            for sample in [0.0, 0.1, 0.5, 0.999, -3.0, 7.0, f64::NAN] {
+                let delay = retry_delay(attempt, &RetryCause::Transport, at(0), &policy, sample);
+                assert!(
+                    delay >= ceiling / 2 && delay <= ceiling,
+                    "{attempt} {sample}"
+                );
+            }
+            for sample in [0.0, 0.5, 0.999, 2.0] {
+                let delay = retry_delay(
+                    attempt,
+                    &rate_limited(600, Some(1_020), Some(1_000)),
+                    at(0),
+                    &policy,
+                    sample,
+                );
+                assert!(delay >= Duration::from_secs(21), "{delay:?}");
+                assert!(delay <= Duration::from_secs(22), "{delay:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn pacing_is_free_while_plenty_is_left() {
+        let policy = RetryPolicy::default();
+        let headers = RateLimitHeaders {
+            limit: Some(600),
+            remaining: Some(61),
+            reset: Some(1_030),
+        };
+        assert_eq!(pacing_delay(&headers, at(1_000), &policy), Duration::ZERO);
+        assert_eq!(
+            pacing_delay(&RateLimitHeaders::default(), at(1_000), &policy),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn pacing_spreads_the_last_requests_over_the_rest_of_the_window() {
+        let policy = RetryPolicy::default();
+        let headers = RateLimitHeaders {
+            limit: Some(600),
+            remaining: Some(60),
+            reset: Some(1_030),
+        };
+        assert_eq!(
+            pacing_delay(&headers, at(1_000), &policy),
+            Duration::from_millis(500)
+        );
+        let headers = RateLimitHeaders {
+            remaining: Some(1),
+            ..headers
+        };
+        assert_eq!(
+            pacing_delay(&headers, at(1_000), &policy),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn pacing_waits_for_the_reset_when_nothing_is_left() {
+        let policy = RetryPolicy::default();
+        let headers = RateLimitHeaders {
+            limit: Some(100),
+            remaining: Some(0),
+            reset: Some(1_012),
+        };
+        assert_eq!(
+            pacing_delay(&headers, at(1_000), &policy),
+            Duration::from_secs(13)
+        );
+        // A concurrency report says nothing about the time bucket.
+        let concurrency = RateLimitHeaders {
+            limit: Some(0),
+            ..headers
+        };
+        assert_eq!(
+            pacing_delay(&concurrency, at(1_000), &policy),
+            Duration::ZERO
+        );
+        // A small limit still paces at its last request.
+        let tiny = RateLimitHeaders {
+            limit: Some(5),
+            remaining: Some(1),
+            reset: Some(1_004),
+        };
+        assert_eq!(
+            pacing_delay(&tiny, at(1_000), &policy),
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn budget_interval_is_a_stretched_minute_over_rpm() {
+        assert_eq!(
+            budget_interval(NonZeroU32::new(600).unwrap()),
+            Duration::from_millis(101)
+        );
+        assert_eq!(
+            budget_interval(NonZeroU32::new(1).unwrap()),
+            Duration::from_millis(60_600)
+        );
+        assert!(budget_interval(NonZeroU32::MAX) > Duration::ZERO);
+    }
+
+    /// GUARD: the budget must never allow more than `rpm` requests in any
+    /// 60 s window, also right after an idle period (no saved-up burst).
+    #[tokio::test(start_paused = true)]
+    async fn budget_never_exceeds_rpm_in_any_sixty_second_window() {
+        let rpm = 30;
+        let budget = Budget::new(NonZeroU32::new(rpm).unwrap());
+        let start = tokio::time::Instant::now();
+        let mut sent = Vec::new();
+        // Idle first, so a burst-capable limiter would have saved up tokens.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        for _ in 0..(3 * rpm) {
+            budget.acquire().await;
+            sent.push(start.elapsed());
+        }
+        for (i, first) in sent.iter().enumerate() {
+            let in_window = sent[i..]
+                .iter()
+                .take_while(|t| **t < *first + Duration::from_secs(60))
+                .count();
+            assert!(
+                in_window <= rpm as usize,
+                "{in_window} requests after {first:?}"
+            );
+        }
+        // And it does not throttle needlessly: 90 requests take ~3 minutes.
+        let span = *sent.last().unwrap() - sent[0];
+        assert!(span < Duration::from_secs(182), "{span:?}");
+    }
+}
