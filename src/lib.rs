@@ -3,13 +3,11 @@
 //! The binary (`src/main.rs`) is a thin shell over this library; the module
 //! map and each module's invariant are in ARCHITECTURE.md.
 
+pub mod check;
 pub mod config;
 pub mod model;
 pub mod okta;
+pub mod reconcile;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
-pub mod check;
-pub mod okta;
-pub mod reconcile;
-pub mod sim;

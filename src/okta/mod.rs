@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod from_config;
 pub mod limit;
 pub mod page;
 pub mod wire;

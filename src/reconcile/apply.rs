@@ -65,6 +65,8 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
             Quota::per_second(rate).allow_burst(rate.min(NonZeroU32::new(BATCH as u32).unwrap_or(rate))),
         ))
     });
+    // Ids of rows created by this apply. A failed batch ends the apply, so
+    // ids of a rolled-back batch are never used.
     let mut new_users: HashMap<String, i64> = HashMap::new();
     let mut new_teams: HashMap<String, i64> = HashMap::new();
     let mut applied = 0;
@@ -81,33 +83,10 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
             Ok(tx) => tx,
             Err(e) => return (applied, Err(e.into())),
         };
-        // Ids created in this batch only count once the batch commits.
-        let mut batch_users = Vec::new();
-        let mut batch_teams = Vec::new();
         for change in batch {
             if let Some(limiter) = &limiter {
                 limiter.until_ready().await;
             }
-            let resolve_user = |r: &UserRef| -> Result<i64, ApplyError> {
-                match r {
-                    UserRef::Existing(id) => Ok(*id),
-                    UserRef::New { okta_id } => new_users
-                        .get(okta_id)
-                        .or_else(|| batch_users.iter().find(|(k, _)| k == okta_id).map(|(_, v)| v))
-                        .copied()
-                        .ok_or_else(|| ApplyError::Dangling(format!("new user {okta_id}"))),
-                }
-            };
-            let resolve_team = |r: &TeamRef| -> Result<i64, ApplyError> {
-                match r {
-                    TeamRef::Existing(id) => Ok(*id),
-                    TeamRef::New { name } => new_teams
-                        .get(name)
-                        .or_else(|| batch_teams.iter().find(|(k, _)| k == name).map(|(_, v)| v))
-                        .copied()
-                        .ok_or_else(|| ApplyError::Dangling(format!("new team {name:?}"))),
-                }
-            };
             let view = change_json(change);
             let target = view.target.clone();
             let action = change.kind();
@@ -120,14 +99,14 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
                 match change {
                     Change::CreateTeam { name, okta_group_id } => {
                         let id = tx.insert_team(name, Some(okta_group_id)).await.map_err(write)?;
-                        batch_teams.push((name.clone(), id));
+                        new_teams.insert(name.clone(), id);
                     }
                     Change::LinkTeam {
                         team_id, okta_group_id, ..
                     } => tx.set_team_group(*team_id, Some(okta_group_id)).await.map_err(write)?,
                     Change::CreateUser { okta_id, attrs } => {
                         let id = tx.insert_user(attrs, Some(okta_id), true).await.map_err(write)?;
-                        batch_users.push((okta_id.clone(), id));
+                        new_users.insert(okta_id.clone(), id);
                     }
                     Change::LinkUser { user_id, okta_id, .. } => {
                         tx.set_user_okta_id(*user_id, Some(okta_id)).await.map_err(write)?;
@@ -142,8 +121,8 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
                         tx.set_user_active(*user_id, false).await.map_err(write)?;
                     }
                     Change::AddMembership { team, user, role, .. } => {
-                        let team_id = resolve_team(team)?;
-                        let user_id = resolve_user(user)?;
+                        let team_id = resolve_team(&new_teams, team)?;
+                        let user_id = resolve_user(&new_users, user)?;
                         tx.upsert_membership(team_id, user_id, *role).await.map_err(write)?;
                     }
                     Change::ChangeRole {
@@ -180,10 +159,28 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
                 "change applied"
             );
         }
-        new_users.extend(batch_users);
-        new_teams.extend(batch_teams);
         applied += batch.len();
         (opts.progress)(applied);
     }
     (applied, Ok(()))
+}
+
+fn resolve_user(new_users: &HashMap<String, i64>, r: &UserRef) -> Result<i64, ApplyError> {
+    match r {
+        UserRef::Existing(id) => Ok(*id),
+        UserRef::New { okta_id } => new_users
+            .get(okta_id)
+            .copied()
+            .ok_or_else(|| ApplyError::Dangling(format!("new user {okta_id}"))),
+    }
+}
+
+fn resolve_team(new_teams: &HashMap<String, i64>, r: &TeamRef) -> Result<i64, ApplyError> {
+    match r {
+        TeamRef::Existing(id) => Ok(*id),
+        TeamRef::New { name } => new_teams
+            .get(name)
+            .copied()
+            .ok_or_else(|| ApplyError::Dangling(format!("new team {name:?}"))),
+    }
 }

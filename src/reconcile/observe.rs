@@ -12,7 +12,8 @@ use crate::config::{Config, PushGroups, RoleSource};
 use crate::model::{OktaGroup, OktaState, OktaUser};
 use crate::okta::wire::{AppUser, User};
 use crate::okta::error::Endpoint;
-use crate::okta::{OktaClient, OktaError};
+use crate::okta::OktaClient;
+use crate::okta::error::OktaError;
 
 /// Reads users, pushed groups and their members. `progress` is called with
 /// a running count of objects read (for the watchdog).

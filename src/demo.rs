@@ -1,0 +1,126 @@
+//! `writer-sync demo`: starts the built-in Okta simulator on loopback with a
+//! small sample org made from recorded Okta responses, syncs it into a local
+//! SQLite file, and prints the report and the resulting teams.
+//!
+//! Invariant: uses only the library's public API, the same path as
+//! `run --once` (config parsing, the Okta client, `reconcile::run_once`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use writer_sync::config::{self, ConfigEnv};
+use writer_sync::okta::OktaClient;
+use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
+use writer_sync::secret::Secret;
+use writer_sync::sim::{Org, SimOptions, Simulator};
+use writer_sync::store::Store;
+
+/// A Writer org as it might look before the sync is installed: a team the
+/// sync will use as the default team, and one local account it never touches.
+const SEED: &str = r#"{
+  "users": [
+    {"email": "local-admin@writer.example", "okta_id": null, "first_name": "Local", "last_name": "Admin",
+     "display_name": "Local Admin", "active": true}
+  ],
+  "teams": [
+    {"name": "All Writers", "okta_group_id": null, "members": [
+      {"email": "local-admin@writer.example", "role": "admin"}
+    ]}
+  ]
+}"#;
+
+pub async fn run(db: &Path) -> anyhow::Result<u8> {
+    writer_sync::telemetry::init(config::LogFormat::Text, "warn");
+    let sim = Simulator::start(Org::sample(), SimOptions::default())
+        .await
+        .context("cannot start the Okta simulator")?;
+    let db_display = db.display().to_string();
+    let fresh = !db.exists();
+    let text = format!(
+        r#"[okta]
+org_url = "{url}"
+app_id = "{app}"
+
+[store]
+url = {db:?}
+writes_per_second = 0
+
+[sync]
+default_team = "All Writers"
+
+[teams]
+push_groups = "assigned"
+create_missing = true
+"#,
+        url = sim.url().as_str().trim_end_matches('/'),
+        app = sim.app_id(),
+        db = format!("sqlite://{db_display}"),
+    );
+    let env = ConfigEnv {
+        okta_api_token: Some(Secret::new(sim.token())),
+        ..ConfigEnv::default()
+    };
+    let config = config::parse(&text, Path::new("<demo>"), &env).context("demo config")?;
+    let store = Store::connect(&config.store.url).await?;
+    if fresh {
+        store.load_json(SEED).await.context("seeding the demo store")?;
+    }
+    let okta = OktaClient::from_config(&config)?;
+    let ctx = SyncContext {
+        config: Arc::new(config),
+        store,
+        okta,
+        holder: reconcile::holder_id(),
+    };
+    let report = reconcile::run_once(&ctx, &RunOptions::new(Trigger::Demo)).await;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "writer-sync demo: Okta simulator at {} ({} users, app {}), store {}",
+        ctx.okta.org_url(),
+        sim.org(|o| o.user_count()),
+        sim.app_id(),
+        db_display
+    );
+    let _ = writeln!(out, "{}", if fresh { "first sync of a fresh store" } else { "store exists: this run shows what changed since the last demo (run it twice: the second run has no changes)" });
+    let _ = writeln!(out);
+    out.push_str(&report.human());
+    let dump = ctx.store.dump().await?;
+    let _ = writeln!(out, "\nteams and members:");
+    for team in &dump.teams {
+        let link = team
+            .okta_group_id
+            .as_deref()
+            .map(|g| format!("linked to Okta group {g}"))
+            .unwrap_or_else(|| "not linked (unmanaged)".into());
+        let _ = writeln!(out, "  {} ({link}, {} members)", team.name, team.members.len());
+        for m in &team.members {
+            let user = dump.users.iter().find(|u| u.email.eq_ignore_ascii_case(&m.email));
+            let state = match user {
+                Some(u) if !u.active => " [deactivated]",
+                Some(u) if u.okta_id.is_none() => " [unmanaged]",
+                _ => "",
+            };
+            let _ = writeln!(out, "    {:<6}  {}{state}", m.role.as_str(), m.email);
+        }
+    }
+    let active = dump.users.iter().filter(|u| u.active).count();
+    let managed = dump.users.iter().filter(|u| u.okta_id.is_some()).count();
+    let _ = writeln!(
+        out,
+        "\nusers: {} in the store, {active} active, {managed} managed by writer-sync\n\
+         inspect: writer-sync --config <(echo '[okta]\\norg_url=\"https://x.okta.com\"\\napp_id=\"x\"\\n[store]\\nurl=\"{db_display}\"') store dump",
+        dump.users.len()
+    );
+    print!("{out}");
+    ctx.store.close().await;
+    sim.shutdown().await;
+    Ok(match report.status {
+        reconcile::report::Status::Ok => 0,
+        reconcile::report::Status::Blocked => 3,
+        _ => 1,
+    })
+}
