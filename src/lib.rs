@@ -6,3 +6,4 @@
 pub mod model;
 pub mod okta;
 pub mod secret;
+pub mod sim;
