@@ -855,6 +855,112 @@ async fn unauthorized_and_forbidden_fail_at_once_without_leaking_the_token() {
     sim.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn connection_errors_are_retried_until_the_budget_is_spent() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let client = OktaClient::new(OktaClientConfig {
+        org_url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        auth: OktaAuth::Ssws(Secret::new("00connTOKEN")),
+        requests_per_minute: NonZeroU32::new(600).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
+        request_timeout: Duration::from_secs(5),
+        retry_budget: Duration::from_secs(20),
+    })
+    .unwrap();
+    let started = Instant::now();
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(started.elapsed() <= Duration::from_secs(20));
+    let OktaError::RetriesExhausted { attempts, last, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(*attempts >= 4, "{attempts}");
+    assert_eq!(last.status, None);
+    assert!(last.transport.is_some());
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains(&format!("GET /api/v1/apps/{APP_ID}/users")),
+        "{err}"
+    );
+    let stats = client.stats();
+    assert_eq!(
+        stats.requests[&(Family::Apps, "error".to_owned())],
+        u64::from(*attempts)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn users_listing_filters_and_bad_searches_through_for_each_page() {
+    let mut org = org_with_app_users(5);
+    let ids = org.user_ids();
+    org.set_user_status(&ids[0], UserStatus::Deprovisioned)
+        .unwrap();
+    org.add_group("Imported", None);
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            max_page_size: Some(2),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let list = |path: &str| client.org_url().join(path).unwrap();
+    let collect = |url: url::Url| {
+        let client = client.clone();
+        async move {
+            let mut users = Vec::new();
+            client
+                .for_each_page(url, |page: Vec<User>| {
+                    users.extend(page);
+                    Ok::<(), OktaError>(())
+                })
+                .await
+                .map(|_| users)
+        }
+    };
+
+    // A plain user list omits DEPROVISIONED users; a filter includes them.
+    let plain = collect(list("api/v1/users?limit=200")).await.unwrap();
+    assert_eq!(plain.len(), 4);
+    assert!(plain.iter().all(|u| u.status == "ACTIVE"));
+    let filtered = collect(list(
+        "api/v1/users?filter=status%20eq%20%22DEPROVISIONED%22",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        filtered.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        [ids[0].as_str()]
+    );
+
+    // Filters are exact and eq-only; a bad expression is a 400, not retried.
+    let mut groups = Vec::new();
+    client
+        .for_each_page(
+            list("api/v1/groups?filter=type%20eq%20%22OKTA_GROUP%22"),
+            |page: Vec<Group>| {
+                groups.extend(page);
+                Ok::<(), OktaError>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    sim.reset_log();
+    let err = collect(list("api/v1/users?filter=status%20sw%20%22A%22"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OktaError::UnexpectedStatus { .. }), "{err:?}");
+    assert!(err.to_string().contains("E0000031"), "{err}");
+    assert_eq!(sim.stats().requests, 1);
+    sim.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Budgets.
 // ---------------------------------------------------------------------------
