@@ -9,5 +9,6 @@ pub mod model;
 pub mod okta;
 pub mod reconcile;
 pub mod secret;
+pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -247,6 +247,17 @@ pub fn pacing_delay(
     delay.min(policy.max_rate_limit_wait)
 }
 
+/// Whether a rate-limit observation `(reset, remaining)` is at least as new
+/// as the one seen before: a later window, or the same window with no more
+/// requests left (remaining only falls within a window). Lets the pacing
+/// ignore responses that arrive out of order.
+pub fn supersedes(seen: Option<(i64, u32)>, new: (i64, u32)) -> bool {
+    match seen {
+        None => true,
+        Some((reset, remaining)) => new.0 > reset || (new.0 == reset && new.1 <= remaining),
+    }
+}
+
 /// Time from `now` until the epoch second `reset`; zero when it has passed.
 fn until_epoch(reset: i64, now: SystemTime) -> Duration {
     let Ok(reset) = u64::try_from(reset) else {
@@ -614,6 +625,22 @@ mod tests {
         assert_eq!(
             pacing_delay(&tiny, at(1_000), &policy),
             Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn newer_observations_supersede_stale_ones() {
+        assert!(supersedes(None, (100, 5)));
+        assert!(supersedes(Some((100, 5)), (100, 4)));
+        assert!(supersedes(Some((100, 5)), (100, 5)));
+        assert!(
+            !supersedes(Some((100, 5)), (100, 6)),
+            "late response of the same window"
+        );
+        assert!(supersedes(Some((100, 0)), (160, 99)), "a new window");
+        assert!(
+            !supersedes(Some((160, 99)), (100, 0)),
+            "late response of an old window"
         );
     }
 

@@ -31,7 +31,7 @@ use crate::okta::auth::OktaAuth;
 use crate::okta::error::{Endpoint, Failure, OktaError, Resource, required_scope};
 use crate::okta::limit::{
     Budget, Family, RateLimitHeaders, RetryCause, RetryPolicy, pacing_delay, parse_http_date,
-    retry_delay,
+    retry_delay, supersedes,
 };
 use crate::okta::page::{MAX_PAGES, PageGuard, next_link, resolve_next};
 use crate::okta::wire::{App, AppGroup, AppUser, Group, User};
@@ -104,7 +104,7 @@ struct Inner {
     authorization: HeaderValue,
     budget: Budget,
     slots: Semaphore,
-    gates: [Mutex<Option<Instant>>; 5],
+    gates: [Mutex<Gate>; 5],
     stats: Mutex<OktaStats>,
     policy: RetryPolicy,
     requests_per_minute: NonZeroU32,
@@ -127,6 +127,14 @@ impl fmt::Debug for OktaClient {
             .field("retry_budget", &self.inner.retry_budget)
             .finish_non_exhaustive()
     }
+}
+
+/// Per-family pacing state: no request of the family starts before `until`.
+#[derive(Debug, Default)]
+struct Gate {
+    until: Option<Instant>,
+    /// (reset, remaining) of the observation `until` was computed from.
+    seen: Option<(i64, u32)>,
 }
 
 /// A successful (2xx) response.
@@ -407,7 +415,7 @@ impl OktaClient {
             }
             if let RetryCause::RateLimited { .. } = cause {
                 // Hold back the whole family, not only this request.
-                self.hold_family(family, Instant::now() + delay);
+                self.hold_family_until(family, Instant::now() + delay);
                 retry_for = failure.request_id.clone();
                 warn!(
                     %endpoint,
@@ -500,19 +508,7 @@ impl OktaClient {
         );
         self.record(family, &status.as_u16().to_string(), Some(rate));
         if status != StatusCode::TOO_MANY_REQUESTS {
-            let pace = pacing_delay(
-                &rate,
-                server_date.unwrap_or_else(SystemTime::now),
-                &inner.policy,
-            );
-            if !pace.is_zero() {
-                debug!(
-                    family = family.as_str(),
-                    delay_ms = pace.as_millis() as u64,
-                    "pacing okta requests"
-                );
-            }
-            self.hold_family(family, Instant::now() + pace);
+            self.pace_family(family, &rate, server_date);
         }
 
         if status.is_success() {
@@ -609,17 +605,60 @@ impl OktaClient {
         }
     }
 
-    fn hold_family(&self, family: Family, until: Instant) {
-        *lock(&self.inner.gates[family.index()]) = Some(until);
+    /// Recomputes the family's gate from a response's rate-limit headers,
+    /// unless a newer observation of the window was already used (responses
+    /// of concurrent requests can arrive out of order).
+    fn pace_family(
+        &self,
+        family: Family,
+        rate: &RateLimitHeaders,
+        server_date: Option<SystemTime>,
+    ) {
+        let (Some(reset), Some(remaining)) = (rate.reset, rate.remaining) else {
+            return;
+        };
+        let mut gate = lock(&self.inner.gates[family.index()]);
+        if !supersedes(gate.seen, (reset, remaining)) {
+            return;
+        }
+        let pace = pacing_delay(
+            rate,
+            server_date.unwrap_or_else(SystemTime::now),
+            &self.inner.policy,
+        );
+        if !pace.is_zero() {
+            debug!(
+                family = family.as_str(),
+                remaining,
+                delay_ms = pace.as_millis() as u64,
+                "pacing okta requests"
+            );
+        }
+        gate.seen = Some((reset, remaining));
+        let now = Instant::now();
+        // A rate-limit hold still running is not shortened by pacing.
+        gate.until = Some(
+            gate.until
+                .filter(|until| *until > now)
+                .map_or(now + pace, |until| until.max(now + pace)),
+        );
+    }
+
+    /// Holds the family back until at least `until` (after a 429).
+    fn hold_family_until(&self, family: Family, until: Instant) {
+        let mut gate = lock(&self.inner.gates[family.index()]);
+        gate.until = Some(gate.until.map_or(until, |current| current.max(until)));
     }
 
     fn family_ready(&self, family: Family) -> bool {
-        lock(&self.inner.gates[family.index()]).is_none_or(|until| until <= Instant::now())
+        lock(&self.inner.gates[family.index()])
+            .until
+            .is_none_or(|until| until <= Instant::now())
     }
 
     async fn wait_for_family(&self, family: Family) {
         loop {
-            let until = *lock(&self.inner.gates[family.index()]);
+            let until = lock(&self.inner.gates[family.index()]).until;
             match until {
                 Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
                 _ => return,

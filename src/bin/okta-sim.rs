@@ -1,0 +1,203 @@
+//! `okta-sim`: runs the Okta simulator as a process, for the demo, manual
+//! testing and benchmarks. Prints one JSON line on stdout once listening
+//! (`{"url", "token", "app_id", …}`), logs to stderr, stops on SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser};
+use tracing_subscriber::EnvFilter;
+use writer_sync::sim::generate::GenSpec;
+use writer_sync::sim::org::Org;
+use writer_sync::sim::{RateLimits, SimOptions, Simulator};
+
+/// A simulated Okta org serving the management API endpoints writer-sync reads.
+#[derive(Debug, Parser)]
+#[command(name = "okta-sim", version)]
+#[command(group(ArgGroup::new("org").args(["users", "fixtures", "sample"])))]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+
+    /// Generate an org with this many users (default org: --sample).
+    #[arg(long)]
+    users: Option<u32>,
+    /// Groups of a generated org.
+    #[arg(long, default_value_t = 50, requires = "users")]
+    groups: u32,
+    /// Groups assigned to the app in a generated org.
+    #[arg(long, default_value_t = 10, requires = "users")]
+    pushed: u32,
+    /// Seed of a generated org.
+    #[arg(long, default_value_t = 1, requires = "users")]
+    seed: u64,
+    /// Percentage of generated users also assigned directly.
+    #[arg(long, default_value_t = 10, requires = "users")]
+    direct_percent: u8,
+    /// Generated users whose email repeats another's in different case.
+    #[arg(long, default_value_t = 0, requires = "users")]
+    duplicate_emails: u32,
+
+    /// Build the org from a directory holding list-users.har,
+    /// list-groups.har and group-user-operations.har.
+    #[arg(long, value_name = "DIR")]
+    fixtures: Option<PathBuf>,
+    /// The small built-in sample org (the default).
+    #[arg(long)]
+    sample: bool,
+
+    /// The SSWS token to accept (default: random).
+    #[arg(long)]
+    token: Option<String>,
+    /// Latency added to every request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra random latency per request, up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_jitter_ms: u64,
+    /// Length of a rate-limit window in seconds (Okta: 60; smaller to scale
+    /// time in benchmarks).
+    #[arg(long, default_value_t = 60.0)]
+    minute_secs: f64,
+    /// Requests per window for /api/v1/apps/* (default: Okta's org limit).
+    #[arg(long)]
+    limit_apps: Option<u32>,
+    /// Requests per window for /api/v1/groups.
+    #[arg(long)]
+    limit_groups: Option<u32>,
+    /// Requests per window for /api/v1/groups/{id}/users.
+    #[arg(long)]
+    limit_group_members: Option<u32>,
+    /// Requests per window for /api/v1/users.
+    #[arg(long)]
+    limit_users: Option<u32>,
+    /// Requests per window for other endpoints.
+    #[arg(long)]
+    limit_other: Option<u32>,
+    /// No rate limits at all (headers are still sent).
+    #[arg(long, conflicts_with_all = ["limit_apps", "limit_groups", "limit_group_members", "limit_users", "limit_other"])]
+    unlimited: bool,
+    /// Cap every page at this many objects.
+    #[arg(long)]
+    max_page_size: Option<usize>,
+    /// Answer requests beyond this many in flight with a concurrency 429.
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("okta-sim: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let org = build_org(&args)?;
+    if !(args.minute_secs.is_finite() && args.minute_secs > 0.0) {
+        return Err(format!(
+            "--minute-secs must be positive, got {}",
+            args.minute_secs
+        ));
+    }
+    let rate_limits = if args.unlimited {
+        RateLimits::unlimited()
+    } else {
+        let defaults = RateLimits::okta_defaults();
+        RateLimits {
+            apps: args.limit_apps.unwrap_or(defaults.apps),
+            groups: args.limit_groups.unwrap_or(defaults.groups),
+            group_members: args.limit_group_members.unwrap_or(defaults.group_members),
+            users: args.limit_users.unwrap_or(defaults.users),
+            other: args.limit_other.unwrap_or(defaults.other),
+            window: Duration::from_secs_f64(args.minute_secs),
+        }
+    };
+    let defaults = SimOptions::default();
+    let options = SimOptions {
+        listen: args.listen,
+        token: args.token.clone().unwrap_or(defaults.token),
+        rate_limits,
+        latency: Duration::from_millis(args.latency_ms),
+        latency_jitter: Duration::from_millis(args.latency_jitter_ms),
+        max_page_size: args.max_page_size,
+        max_concurrent: args.max_concurrent,
+        ..defaults
+    };
+    let (users, groups, app_users) = (
+        org.user_count(),
+        org.group_count(),
+        org.app_user_ids().len(),
+    );
+    let sim = Simulator::start(org, options)
+        .await
+        .map_err(|err| err.to_string())?;
+    let ready = serde_json::json!({
+        "url": sim.url().as_str(),
+        "token": sim.token(),
+        "app_id": sim.app_id(),
+        "users": users,
+        "groups": groups,
+        "app_users": app_users,
+    });
+    println!("{ready}");
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    let stats = sim.stats();
+    tracing::info!(
+        requests = stats.requests,
+        rate_limited = stats.rate_limited,
+        "okta simulator stopped"
+    );
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn build_org(args: &Args) -> Result<Org, String> {
+    if let Some(users) = args.users {
+        return Ok(Org::generate(&GenSpec {
+            direct_percent: args.direct_percent,
+            duplicate_emails: args.duplicate_emails,
+            ..GenSpec::new(users, args.groups, args.pushed, args.seed)
+        }));
+    }
+    if let Some(dir) = &args.fixtures {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map_err(|err| format!("could not read {}: {err}", path.display()))
+        };
+        return Org::from_fixtures(
+            &read("list-users.har")?,
+            &read("list-groups.har")?,
+            &read("group-user-operations.har")?,
+        )
+        .map_err(|err| err.to_string());
+    }
+    Ok(Org::sample())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|err| format!("cannot watch SIGTERM: {err}"))?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.map_err(|err| format!("cannot watch SIGINT: {err}")),
+        _ = terminate.recv() => Ok(()),
+    }
+}

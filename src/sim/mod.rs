@@ -1,0 +1,414 @@
+//! An in-process Okta simulator: an axum server over an in-memory [`Org`],
+//! speaking the slice of the management API the sync reads, with Okta's
+//! pagination, rate-limit headers, error bodies and injectable faults.
+//! Used by tests, `writer-sync demo` and benchmarks (`src/bin/okta-sim.rs`).
+//!
+//! Invariant: the simulator never shares code with the client's parsing: it
+//! builds Okta-shaped JSON and headers itself, so tests of the client against
+//! it check the client, not a mirror of it. Time comes from tokio's clock
+//! (windows, latency, `Date`), so paused-time tests stay exact.
+
+mod filter;
+pub mod fixtures;
+pub mod generate;
+pub mod org;
+mod server;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+use crate::okta::limit::Family;
+use crate::sim::org::Org;
+
+/// Requests per window per family. Defaults are Okta's last published
+/// org-wide per-minute limits (Workforce Identity): a single token may by
+/// default use only 50 % of them, so set them to half to model one token's
+/// share. `/api/v1/groups/{id}/users` has no published bucket; it gets the
+/// "most other endpoints" limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    pub apps: u32,
+    pub groups: u32,
+    pub group_members: u32,
+    pub users: u32,
+    pub other: u32,
+    /// Window length (Okta: 60 s; shorter to scale time in benchmarks).
+    pub window: Duration,
+}
+
+impl RateLimits {
+    pub fn okta_defaults() -> RateLimits {
+        RateLimits {
+            apps: 100,
+            groups: 500,
+            group_members: 1_200,
+            users: 600,
+            other: 1_200,
+            window: Duration::from_secs(60),
+        }
+    }
+
+    /// The same limit for every family.
+    pub fn uniform(limit: u32, window: Duration) -> RateLimits {
+        RateLimits {
+            apps: limit,
+            groups: limit,
+            group_members: limit,
+            users: limit,
+            other: limit,
+            window,
+        }
+    }
+
+    /// No practical limit (headers still sent).
+    pub fn unlimited() -> RateLimits {
+        RateLimits::uniform(u32::MAX, Duration::from_secs(60))
+    }
+
+    pub fn limit(&self, family: Family) -> u32 {
+        match family {
+            Family::Apps => self.apps,
+            Family::Groups => self.groups,
+            Family::GroupMembers => self.group_members,
+            Family::Users => self.users,
+            Family::Other => self.other,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::okta_defaults()
+    }
+}
+
+/// How the `self` and `next` relations are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStyle {
+    /// One `Link` header line per relation, as Okta does.
+    SeparateLines,
+    /// One `Link` header with comma-joined link-values.
+    CommaJoined,
+}
+
+/// Which requests a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultTarget {
+    /// Only this family (`None`: any).
+    pub family: Option<Family>,
+    /// Only this page of a listing, 1-based (`None`: any request).
+    pub page: Option<u32>,
+}
+
+impl FaultTarget {
+    pub fn any() -> FaultTarget {
+        FaultTarget {
+            family: None,
+            page: None,
+        }
+    }
+
+    pub fn page(family: Family, page: u32) -> FaultTarget {
+        FaultTarget {
+            family: Some(family),
+            page: Some(page),
+        }
+    }
+}
+
+/// How often a fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    Once,
+    Count(u32),
+    Always,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Answer with this 5xx status and an Okta error body (503 → E0000010,
+    /// else E0000009).
+    ServerError(u16),
+    /// 429 E0000047 with the family window's real headers, remaining 0.
+    RateLimited,
+    /// 429 as for a concurrency limit: `X-Rate-Limit-Limit: 0`.
+    ConcurrencyLimited,
+    /// Delay the response.
+    Slow(Duration),
+    /// A 200 whose JSON body is cut in half.
+    TruncatedBody,
+    /// A `next` link to another host.
+    ForeignNextLink,
+    /// A `next` link to the page just served (a cursor loop).
+    RepeatCursor,
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub target: FaultTarget,
+    pub times: Times,
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    pub fn new(target: FaultTarget, times: Times, kind: FaultKind) -> Fault {
+        Fault {
+            target,
+            times,
+            kind,
+        }
+    }
+
+    /// The next `count` requests (any family) get 429.
+    pub fn rate_limit_storm(count: u32) -> Fault {
+        Fault::new(
+            FaultTarget::any(),
+            Times::Count(count),
+            FaultKind::RateLimited,
+        )
+    }
+}
+
+/// Options of [`Simulator::start`].
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Default `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// The one accepted SSWS token. Default: random.
+    pub token: String,
+    pub rate_limits: RateLimits,
+    /// Delay before each request is handled (and counted against its window).
+    pub latency: Duration,
+    /// Extra uniform delay in `[0, latency_jitter)`, deterministic per request.
+    pub latency_jitter: Duration,
+    /// Caps every page size below Okta's own caps (like a server clamping).
+    pub max_page_size: Option<usize>,
+    pub link_style: LinkStyle,
+    /// In-flight requests above this get a concurrency 429.
+    pub max_concurrent: Option<usize>,
+    /// Answer every authenticated request with 403 E0000006.
+    pub forbidden: bool,
+    pub faults: Vec<Fault>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        let token: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(42)
+            .collect();
+        SimOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: format!("00{token}"),
+            rate_limits: RateLimits::okta_defaults(),
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
+            max_page_size: None,
+            link_style: LinkStyle::SeparateLines,
+            max_concurrent: None,
+            forbidden: false,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// One request the simulator answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub family: Family,
+    /// 1-based page of a listing (1 without a cursor).
+    pub page: u32,
+    pub status: u16,
+    /// Whether the `Authorization` header carried the right SSWS token.
+    pub authorized: bool,
+    pub user_agent: Option<String>,
+    pub accept: Option<String>,
+    pub retry_for: Option<String>,
+    pub retry_count: Option<String>,
+    /// When it arrived, since the simulator started (tokio clock).
+    pub at: Duration,
+}
+
+/// Counters since start (or the last [`SimHandle::reset_log`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimStats {
+    pub requests: u64,
+    pub requests_by_family: BTreeMap<Family, u64>,
+    /// 429 responses (rate limit, storms and concurrency).
+    pub rate_limited: u64,
+    pub rate_limited_by_family: BTreeMap<Family, u64>,
+}
+
+/// Errors starting the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// Starts simulators.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `options.listen` and serves `org` until [`SimHandle::shutdown`]
+    /// (or the handle is dropped).
+    pub async fn start(org: Org, options: SimOptions) -> Result<SimHandle, SimError> {
+        let bind_error = |reason: std::io::Error| SimError::Bind {
+            addr: options.listen,
+            reason: reason.to_string(),
+        };
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(bind_error)?;
+        let mut addr = listener.local_addr().map_err(bind_error)?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let url = Url::parse(&format!("http://{addr}/")).map_err(|err| SimError::Bind {
+            addr,
+            reason: err.to_string(),
+        })?;
+        let shared = Arc::new(server::Shared::new(org, options, url.clone()));
+        let router = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "okta simulator stopped");
+            }
+        });
+        tracing::info!(url = %url, "okta simulator listening");
+        Ok(SimHandle {
+            shared,
+            url,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    shared: Arc<server::Shared>,
+    url: Url,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// Base URL, e.g. `http://127.0.0.1:40123/` (use as `okta.org_url`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The accepted SSWS token.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    pub fn app_id(&self) -> String {
+        self.org(|org| org.app_id().to_owned())
+    }
+
+    /// Reads the org.
+    pub fn org<R>(&self, f: impl FnOnce(&Org) -> R) -> R {
+        f(&lock(&self.shared.org))
+    }
+
+    /// Changes the org between (or during) runs.
+    pub fn org_mut<R>(&self, f: impl FnOnce(&mut Org) -> R) -> R {
+        f(&mut lock(&self.shared.org))
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        lock(&self.shared.config).set_faults(faults);
+    }
+
+    pub fn set_forbidden(&self, forbidden: bool) {
+        lock(&self.shared.config).options.forbidden = forbidden;
+    }
+
+    /// Replaces the rate limits and starts fresh windows.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        lock(&self.shared.config).options.rate_limits = limits;
+        lock(&self.shared.windows).clear();
+    }
+
+    pub fn set_latency(&self, latency: Duration, jitter: Duration) {
+        let mut config = lock(&self.shared.config);
+        config.options.latency = latency;
+        config.options.latency_jitter = jitter;
+    }
+
+    pub fn set_link_style(&self, style: LinkStyle) {
+        lock(&self.shared.config).options.link_style = style;
+    }
+
+    pub fn set_max_page_size(&self, max: Option<usize>) {
+        lock(&self.shared.config).options.max_page_size = max;
+    }
+
+    /// The most recent requests (up to 100,000), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared.log).iter().cloned().collect()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        lock(&self.shared.stats).clone()
+    }
+
+    /// Clears the request log and the counters.
+    pub fn reset_log(&self) {
+        lock(&self.shared.log).clear();
+        *lock(&self.shared.stats) = SimStats::default();
+    }
+
+    /// Stops accepting connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,864 @@
+//! The simulator's request handling: authentication, rate-limit windows,
+//! faults, routing, pagination and Okta-shaped responses.
+//!
+//! Invariant: every response carries `X-Okta-Request-Id` and `Date`; every
+//! response past authentication carries the family window's
+//! `X-Rate-Limit-Limit/-Remaining/-Reset`; every error body has Okta's shape.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::okta::limit::Family;
+use crate::sim::filter::{self, Expr};
+use crate::sim::generate::mix;
+use crate::sim::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
+use crate::sim::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
+
+/// Requests kept in the log.
+const LOG_CAPACITY: usize = 100_000;
+
+pub(crate) struct Shared {
+    pub(crate) org: Mutex<Org>,
+    pub(crate) config: Mutex<Config>,
+    pub(crate) token: String,
+    base: Url,
+    clock: SimClock,
+    pub(crate) windows: Mutex<BTreeMap<Family, Window>>,
+    pub(crate) log: Mutex<VecDeque<RequestRecord>>,
+    pub(crate) stats: Mutex<SimStats>,
+    next_request: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+pub(crate) struct Config {
+    pub(crate) options: SimOptions,
+    /// Faults with how often each has fired.
+    faults: Vec<(Fault, u32)>,
+}
+
+impl Config {
+    pub(crate) fn set_faults(&mut self, faults: Vec<Fault>) {
+        self.faults = faults.into_iter().map(|fault| (fault, 0)).collect();
+    }
+
+    /// Fires (and counts) the first not-exhausted fault matching the request
+    /// whose kind `wanted` accepts.
+    fn fire(
+        &mut self,
+        family: Family,
+        page: u32,
+        wanted: impl Fn(FaultKind) -> bool,
+    ) -> Option<FaultKind> {
+        for (fault, fired) in &mut self.faults {
+            let target = fault.target;
+            let matches = target.family.is_none_or(|f| f == family)
+                && target.page.is_none_or(|p| p == page)
+                && wanted(fault.kind);
+            let left = match fault.times {
+                Times::Once => *fired < 1,
+                Times::Count(count) => *fired < count,
+                Times::Always => true,
+            };
+            if matches && left {
+                *fired += 1;
+                return Some(fault.kind);
+            }
+        }
+        None
+    }
+}
+
+/// Wall time derived from tokio's clock, so `Date` and `X-Rate-Limit-Reset`
+/// move with paused time in tests.
+struct SimClock {
+    wall_at_start: SystemTime,
+    start: Instant,
+}
+
+impl SimClock {
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.wall_at_start + at.saturating_duration_since(self.start)
+    }
+}
+
+/// One family's fixed window: it starts with the first request after the
+/// previous one ended (Okta's windows are not aligned to the minute).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    started: Instant,
+    count: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RateHeaders {
+    limit: u32,
+    remaining: u32,
+    reset: u64,
+}
+
+/// A response before it becomes HTTP.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+    links: Vec<String>,
+    rate: Option<RateHeaders>,
+}
+
+impl Reply {
+    fn json(status: StatusCode, value: &Value) -> Reply {
+        Reply {
+            status,
+            body: serde_json::to_vec(value).unwrap_or_default(),
+            links: Vec::new(),
+            rate: None,
+        }
+    }
+
+    fn error(status: StatusCode, code: &str, summary: &str, serial: u64) -> Reply {
+        Reply::json(
+            status,
+            &json!({
+                "errorCode": code,
+                "errorSummary": summary,
+                "errorLink": code,
+                "errorId": okta_like_id("oae", 0xE7707, serial),
+                "errorCauses": []
+            }),
+        )
+    }
+}
+
+/// What a route produced.
+enum Routed {
+    Object(Value),
+    Listing {
+        items: Vec<Value>,
+        /// Cursor of the next page, when this page was full.
+        next: Option<String>,
+    },
+}
+
+/// Everything about the request the handlers need.
+struct Ctx<'a> {
+    serial: u64,
+    method: &'a Method,
+    path: &'a str,
+    query: Option<&'a str>,
+    params: Vec<(String, String)>,
+    family: Family,
+    page: u32,
+    authorized: bool,
+    concurrent: usize,
+}
+
+impl Ctx<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(org: Org, mut options: SimOptions, base: Url) -> Shared {
+        let faults = std::mem::take(&mut options.faults);
+        let mut config = Config {
+            options,
+            faults: Vec::new(),
+        };
+        config.set_faults(faults);
+        let token = config.options.token.clone();
+        Shared {
+            org: Mutex::new(org),
+            config: Mutex::new(config),
+            token,
+            base,
+            clock: SimClock {
+                wall_at_start: SystemTime::now(),
+                start: Instant::now(),
+            },
+            windows: Mutex::new(BTreeMap::new()),
+            log: Mutex::new(VecDeque::new()),
+            stats: Mutex::new(SimStats::default()),
+            next_request: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    async fn respond(&self, ctx: &Ctx<'_>) -> Reply {
+        if *ctx.method != Method::GET {
+            return Reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method",
+                ctx.serial,
+            );
+        }
+        if !ctx.authorized {
+            return Reply::error(
+                StatusCode::UNAUTHORIZED,
+                "E0000011",
+                "Invalid token provided",
+                ctx.serial,
+            );
+        }
+        let (forbidden, max_concurrent) = {
+            let config = lock(&self.config);
+            (config.options.forbidden, config.options.max_concurrent)
+        };
+        if forbidden {
+            return Reply::error(
+                StatusCode::FORBIDDEN,
+                "E0000006",
+                "You do not have permission to perform the requested action",
+                ctx.serial,
+            );
+        }
+        if max_concurrent.is_some_and(|max| ctx.concurrent > max) {
+            return self.concurrency_429(ctx);
+        }
+        loop {
+            let fault = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
+                matches!(
+                    kind,
+                    FaultKind::ServerError(_)
+                        | FaultKind::RateLimited
+                        | FaultKind::ConcurrencyLimited
+                        | FaultKind::Slow(_)
+                )
+            });
+            match fault {
+                None => break,
+                Some(FaultKind::Slow(delay)) => tokio::time::sleep(delay).await,
+                Some(FaultKind::ServerError(status)) => {
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let (code, summary) = if status == StatusCode::SERVICE_UNAVAILABLE {
+                        ("E0000010", "Service is in read only mode")
+                    } else {
+                        ("E0000009", "Internal Server Error")
+                    };
+                    let mut reply = Reply::error(status, code, summary, ctx.serial);
+                    reply.rate = Some(self.peek_window(ctx.family));
+                    return reply;
+                }
+                Some(FaultKind::RateLimited) => {
+                    let mut rate = self.peek_window(ctx.family);
+                    rate.remaining = 0;
+                    return self.rate_limited(ctx, rate);
+                }
+                Some(_) => return self.concurrency_429(ctx),
+            }
+        }
+        let rate = match self.admit(ctx.family) {
+            Ok(rate) => rate,
+            Err(rate) => return self.rate_limited(ctx, rate),
+        };
+        let routed = {
+            let org = lock(&self.org);
+            self.route(&org, ctx)
+        };
+        let mut reply = match routed {
+            Err(reply) => reply,
+            Ok(Routed::Object(value)) => Reply::json(StatusCode::OK, &value),
+            Ok(Routed::Listing { items, next }) => {
+                let mut reply = Reply::json(StatusCode::OK, &Value::Array(items));
+                let self_url = self.absolute(ctx.path, ctx.query);
+                let mut next_url = next.map(|cursor| self.next_url(ctx, &cursor));
+                let post = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
+                    matches!(
+                        kind,
+                        FaultKind::TruncatedBody
+                            | FaultKind::ForeignNextLink
+                            | FaultKind::RepeatCursor
+                    )
+                });
+                match post {
+                    Some(FaultKind::TruncatedBody) => {
+                        let half = reply.body.len() / 2;
+                        reply.body.truncate(half);
+                    }
+                    Some(FaultKind::ForeignNextLink) => {
+                        let mut foreign = next_url.clone().unwrap_or_else(|| self_url.clone());
+                        let _ = foreign.set_host(Some("okta-sim-foreign.invalid"));
+                        next_url = Some(foreign);
+                    }
+                    Some(FaultKind::RepeatCursor) => next_url = Some(self_url.clone()),
+                    _ => {}
+                }
+                reply.links.push(format!("<{self_url}>; rel=\"self\""));
+                if let Some(next_url) = next_url {
+                    reply.links.push(format!("<{next_url}>; rel=\"next\""));
+                }
+                reply
+            }
+        };
+        reply.rate = Some(rate);
+        reply
+    }
+
+    fn concurrency_429(&self, ctx: &Ctx<'_>) -> Reply {
+        let reset = epoch_ceil(self.clock.wall(Instant::now()) + Duration::from_secs(1));
+        self.rate_limited(
+            ctx,
+            RateHeaders {
+                limit: 0,
+                remaining: 0,
+                reset,
+            },
+        )
+    }
+
+    fn rate_limited(&self, ctx: &Ctx<'_>, rate: RateHeaders) -> Reply {
+        let mut reply = Reply::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "E0000047",
+            "API call exceeded rate limit due to too many requests.",
+            ctx.serial,
+        );
+        reply.rate = Some(rate);
+        reply
+    }
+
+    /// Counts a request against its family's window, or refuses it.
+    fn admit(&self, family: Family) -> Result<RateHeaders, RateHeaders> {
+        let (limit, length) = {
+            let config = lock(&self.config);
+            (
+                config.options.rate_limits.limit(family),
+                config.options.rate_limits.window,
+            )
+        };
+        let now = Instant::now();
+        let mut windows = lock(&self.windows);
+        let window = windows.entry(family).or_insert(Window {
+            started: now,
+            count: 0,
+        });
+        if now >= window.started + length {
+            *window = Window {
+                started: now,
+                count: 0,
+            };
+        }
+        let reset = epoch_ceil(self.clock.wall(window.started + length));
+        if window.count >= limit {
+            return Err(RateHeaders {
+                limit,
+                remaining: 0,
+                reset,
+            });
+        }
+        window.count += 1;
+        Ok(RateHeaders {
+            limit,
+            remaining: limit - window.count,
+            reset,
+        })
+    }
+
+    /// The family window's headers without counting a request.
+    fn peek_window(&self, family: Family) -> RateHeaders {
+        let (limit, length) = {
+            let config = lock(&self.config);
+            (
+                config.options.rate_limits.limit(family),
+                config.options.rate_limits.window,
+            )
+        };
+        let now = Instant::now();
+        let windows = lock(&self.windows);
+        match windows.get(&family) {
+            Some(window) if now < window.started + length => RateHeaders {
+                limit,
+                remaining: limit.saturating_sub(window.count),
+                reset: epoch_ceil(self.clock.wall(window.started + length)),
+            },
+            _ => RateHeaders {
+                limit,
+                remaining: limit,
+                reset: epoch_ceil(self.clock.wall(now + length)),
+            },
+        }
+    }
+
+    fn absolute(&self, path: &str, query: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url.set_query(query);
+        url
+    }
+
+    /// The same request with `after` set to `cursor` (first, as Okta does).
+    fn next_url(&self, ctx: &Ctx<'_>, cursor: &str) -> Url {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("after", cursor);
+        for (key, value) in ctx.params.iter().filter(|(key, _)| key != "after") {
+            query.append_pair(key, value);
+        }
+        self.absolute(ctx.path, Some(&query.finish()))
+    }
+
+    fn route(&self, org: &Org, ctx: &Ctx<'_>) -> Result<Routed, Reply> {
+        let base = self.base.as_str();
+        let segments: Vec<&str> = ctx.path.trim_end_matches('/').split('/').collect();
+        let not_found = |id: &str, kind: &str| {
+            Reply::error(
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                &format!("Not found: Resource not found: {id} ({kind})"),
+                ctx.serial,
+            )
+        };
+        let after = match ctx.param("after") {
+            None => None,
+            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+                Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "E0000001",
+                    "Api validation failed: after",
+                    ctx.serial,
+                )
+            })?),
+        };
+        let after_id = after.as_ref().map(|(_, id)| id.as_str());
+        let max_page = lock(&self.config).options.max_page_size;
+        let limit = |default: usize, min: usize, max: usize| {
+            let asked = ctx
+                .param("limit")
+                .and_then(|l| l.parse::<usize>().ok())
+                .unwrap_or(default);
+            let size = asked.clamp(min, max);
+            max_page.map_or(size, |cap| size.min(cap.max(1)))
+        };
+        let expands = |what: &str| {
+            ctx.param("expand")
+                .is_some_and(|e| e.split(',').any(|part| part.trim() == what))
+        };
+        match segments.as_slice() {
+            ["", "api", "v1", "apps", app_id] => {
+                if *app_id != org.app_id() {
+                    return Err(not_found(app_id, "AppInstance"));
+                }
+                Ok(Routed::Object(org.app_json(base)))
+            }
+            ["", "api", "v1", "apps", app_id, "users"] => {
+                if *app_id != org.app_id() {
+                    return Err(not_found(app_id, "AppInstance"));
+                }
+                let embed = expands("user");
+                Ok(self.page(
+                    ctx.page,
+                    limit(50, 1, 500),
+                    range_after(&org.users, after_id).filter_map(|(id, user)| {
+                        let (scope, profile) = org.app_assignment(id, user)?;
+                        Some((id, org.app_user_json(base, id, user, scope, profile, embed)))
+                    }),
+                ))
+            }
+            ["", "api", "v1", "apps", app_id, "groups"] => {
+                if *app_id != org.app_id() {
+                    return Err(not_found(app_id, "AppInstance"));
+                }
+                let embed = expands("group");
+                Ok(self.page(
+                    ctx.page,
+                    limit(20, 20, 200),
+                    range_after(&org.assigned_groups, after_id).map(|(id, assignment)| {
+                        (id, org.app_group_json(base, id, assignment, embed))
+                    }),
+                ))
+            }
+            ["", "api", "v1", "groups"] => {
+                let query = self.query_expr(ctx)?;
+                let prefix = ctx.param("q").map(str::to_lowercase);
+                Ok(self.page(
+                    ctx.page,
+                    limit(200, 1, 200),
+                    range_after(&org.groups, after_id)
+                        .filter(|(id, group)| {
+                            query.as_ref().is_none_or(|(expr, ignore_case)| {
+                                expr.matches(&|attr| group_attr(id, group, attr), *ignore_case)
+                            }) && prefix
+                                .as_ref()
+                                .is_none_or(|p| group.name.to_lowercase().starts_with(p))
+                        })
+                        .map(|(id, group)| (id, org.group_json(base, id, group))),
+                ))
+            }
+            ["", "api", "v1", "groups", group_id, "users"] => {
+                let Some(group) = org.groups.get(*group_id) else {
+                    return Err(not_found(group_id, "UserGroup"));
+                };
+                let members = match after_id {
+                    Some(after) => group
+                        .members
+                        .range::<str, _>((Bound::Excluded(after), Bound::Unbounded)),
+                    None => group.members.range::<str, _>(..),
+                };
+                Ok(self.page(
+                    ctx.page,
+                    limit(1000, 1, 1000),
+                    members.filter_map(|id| {
+                        let user = org.users.get(id)?;
+                        Some((id, org.user_json(base, id, user)))
+                    }),
+                ))
+            }
+            ["", "api", "v1", "users"] => {
+                let query = self.query_expr(ctx)?;
+                Ok(self.page(
+                    ctx.page,
+                    limit(200, 1, 200),
+                    range_after(&org.users, after_id)
+                        .filter(|(id, user)| match &query {
+                            // A plain list omits DEPROVISIONED users; filter
+                            // and search include them.
+                            None => user.status != UserStatus::Deprovisioned,
+                            Some((expr, ignore_case)) => {
+                                expr.matches(&|attr| user_attr(org, id, user, attr), *ignore_case)
+                            }
+                        })
+                        .map(|(id, user)| (id, org.user_json(base, id, user))),
+                ))
+            }
+            _ => Err(not_found(ctx.path, "Resource")),
+        }
+    }
+
+    /// `search` (values compared ignoring case) or `filter` (only `eq`, exact).
+    fn query_expr(&self, ctx: &Ctx<'_>) -> Result<Option<(Expr, bool)>, Reply> {
+        let invalid = |reason: String| {
+            tracing::debug!(%reason, "simulator refused a search expression");
+            Reply::error(
+                StatusCode::BAD_REQUEST,
+                "E0000031",
+                "Invalid search criteria.",
+                ctx.serial,
+            )
+        };
+        if let Some(search) = ctx.param("search") {
+            return filter::parse(search)
+                .map(|expr| Some((expr, true)))
+                .map_err(invalid);
+        }
+        if let Some(filter) = ctx.param("filter") {
+            let expr = filter::parse(filter).map_err(invalid)?;
+            if !expr.only_eq() {
+                return Err(invalid("filter allows only eq".into()));
+            }
+            return Ok(Some((expr, false)));
+        }
+        Ok(None)
+    }
+
+    /// Takes up to `limit` items; a full page gets a cursor to the next one
+    /// (which may then be empty, as with Okta).
+    fn page<'a>(
+        &self,
+        page: u32,
+        limit: usize,
+        items: impl Iterator<Item = (&'a Id, Value)>,
+    ) -> Routed {
+        let mut values = Vec::with_capacity(limit.min(1_000));
+        let mut last: Option<&Id> = None;
+        for (id, value) in items.take(limit) {
+            values.push(value);
+            last = Some(id);
+        }
+        let next = match last {
+            Some(last) if values.len() == limit => Some(encode_cursor(page, last)),
+            _ => None,
+        };
+        Routed::Listing {
+            items: values,
+            next,
+        }
+    }
+}
+
+fn range_after<'a, V>(
+    map: &'a BTreeMap<Id, V>,
+    after: Option<&str>,
+) -> std::collections::btree_map::Range<'a, Id, V> {
+    match after {
+        Some(after) => map.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)),
+        None => map.range::<str, _>(..),
+    }
+}
+
+fn group_attr(id: &str, group: &SimGroup, attr: &str) -> Option<String> {
+    match attr {
+        "id" => Some(id.to_owned()),
+        "type" => Some(group.group_type.clone()),
+        "profile.name" => Some(group.name.clone()),
+        "profile.description" => group.description.clone(),
+        other => other
+            .strip_prefix("profile.")
+            .and_then(|key| group.extra.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    }
+}
+
+fn user_attr(org: &Org, id: &str, user: &SimUser, attr: &str) -> Option<String> {
+    match attr {
+        "id" => Some(id.to_owned()),
+        "status" => Some(user.status.as_str().to_owned()),
+        other => {
+            let key = other.strip_prefix("profile.")?;
+            org.render_profile(&user.profile)
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }
+    }
+}
+
+/// The axum handler for every request.
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let serial = shared.next_request.fetch_add(1, Ordering::SeqCst);
+    let request_id = okta_like_id("Xsim", 0x5EED, serial);
+    let concurrent = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _in_flight = InFlight(&shared.in_flight);
+
+    let (latency, jitter) = {
+        let config = lock(&shared.config);
+        (config.options.latency, config.options.latency_jitter)
+    };
+    let sample = (mix(serial) >> 11) as f64 / (1u64 << 53) as f64;
+    let delay = latency + jitter.mul_f64(sample);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let arrived = Instant::now();
+
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let params: Vec<(String, String)> = query
+        .as_deref()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let family = Family::of_path(&path);
+    let page = match params.iter().find(|(key, _)| key == "after") {
+        None => 1,
+        Some((_, cursor)) => decode_cursor(cursor).map_or(0, |(page, _)| page + 1),
+    };
+    let header = |name: header::HeaderName| header_string(&parts.headers, name);
+    let authorized = header(header::AUTHORIZATION)
+        .is_some_and(|value| value.strip_prefix("SSWS ") == Some(shared.token.as_str()));
+    let ctx = Ctx {
+        serial,
+        method: &parts.method,
+        path: &path,
+        query: query.as_deref(),
+        params,
+        family,
+        page,
+        authorized,
+        concurrent,
+    };
+    let reply = shared.respond(&ctx).await;
+
+    tracing::debug!(
+        method = %parts.method,
+        path = %path,
+        status = reply.status.as_u16(),
+        request_id = %request_id,
+        "okta simulator request"
+    );
+    let record = RequestRecord {
+        request_id: request_id.clone(),
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        family,
+        page,
+        status: reply.status.as_u16(),
+        authorized,
+        user_agent: header(header::USER_AGENT),
+        accept: header(header::ACCEPT),
+        retry_for: header_string(
+            &parts.headers,
+            header::HeaderName::from_static("x-okta-retry-for"),
+        ),
+        retry_count: header_string(
+            &parts.headers,
+            header::HeaderName::from_static("x-okta-retry-count"),
+        ),
+        at: arrived.saturating_duration_since(shared.clock.start),
+    };
+    {
+        let mut stats = lock(&shared.stats);
+        stats.requests += 1;
+        *stats.requests_by_family.entry(family).or_default() += 1;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            stats.rate_limited += 1;
+            *stats.rate_limited_by_family.entry(family).or_default() += 1;
+        }
+    }
+    {
+        let mut log = lock(&shared.log);
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(record);
+    }
+
+    let link_style = lock(&shared.config).options.link_style;
+    let mut builder = Response::builder()
+        .status(reply.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-okta-request-id", request_id)
+        .header(header::DATE, http_date(shared.clock.wall(Instant::now())));
+    if let Some(rate) = reply.rate {
+        builder = builder
+            .header("x-rate-limit-limit", rate.limit)
+            .header("x-rate-limit-remaining", rate.remaining)
+            .header("x-rate-limit-reset", rate.reset);
+    }
+    match link_style {
+        LinkStyle::SeparateLines => {
+            for link in &reply.links {
+                builder = builder.header(header::LINK, link);
+            }
+        }
+        LinkStyle::CommaJoined if !reply.links.is_empty() => {
+            builder = builder.header(header::LINK, reply.links.join(", "));
+        }
+        LinkStyle::CommaJoined => {}
+    }
+    builder.body(Body::from(reply.body)).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "okta simulator built an invalid response");
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
+}
+
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn http_date(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// Epoch seconds, rounded up (a reset is never announced early).
+fn epoch_ceil(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since.as_secs() + u64::from(since.subsec_nanos() > 0)
+}
+
+const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// An opaque cursor: base64url of `v1|<page>|<last id>`.
+fn encode_cursor(page: u32, last_id: &str) -> String {
+    let plain = format!("v1|{page}|{last_id}");
+    let mut out = String::with_capacity(plain.len() * 4 / 3 + 3);
+    for chunk in plain.as_bytes().chunks(3) {
+        let bytes = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(BASE64URL[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn decode_cursor(cursor: &str) -> Option<(u32, String)> {
+    let values: Vec<u32> = cursor
+        .bytes()
+        .map(|c| BASE64URL.iter().position(|&b| b == c).map(|p| p as u32))
+        .collect::<Option<_>>()?;
+    let mut bytes = Vec::with_capacity(values.len() * 3 / 4);
+    for chunk in values.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, v)| n | v << (18 - 6 * i));
+        for i in 0..chunk.len() - 1 {
+            bytes.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    let plain = String::from_utf8(bytes).ok()?;
+    let mut parts = plain.splitn(3, '|');
+    if parts.next()? != "v1" {
+        return None;
+    }
+    let page = parts.next()?.parse().ok()?;
+    let id = parts.next()?.to_owned();
+    Some((page, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn cursors_are_opaque_and_round_trip() {
+        let cursor = encode_cursor(3, "00uAbC123");
+        assert!(!cursor.contains("00uAbC123"));
+        assert_eq!(decode_cursor(&cursor), Some((3, "00uAbC123".to_owned())));
+        assert_eq!(decode_cursor("not base64!"), None);
+        assert_eq!(
+            decode_cursor(&encode_cursor(1, "")),
+            Some((1, String::new()))
+        );
+        assert_eq!(decode_cursor("QQ"), None, "valid base64, not a cursor");
+    }
+
+    #[test]
+    fn dates_and_resets() {
+        let at = UNIX_EPOCH + Duration::from_millis(784_887_151_250);
+        assert_eq!(http_date(at), "Tue, 15 Nov 1994 08:12:31 GMT");
+        assert_eq!(epoch_ceil(at), 784_887_152);
+        assert_eq!(epoch_ceil(UNIX_EPOCH + Duration::from_secs(5)), 5);
+    }
+
+    proptest! {
+        #[test]
+        fn any_cursor_round_trips(page in 0u32..100_000, id in "[A-Za-z0-9|]{0,30}") {
+            prop_assert_eq!(decode_cursor(&encode_cursor(page, &id)), Some((page, id)));
+        }
+    }
+}

@@ -1,0 +1,1163 @@
+//! The Okta client against the recorded fixtures and against the simulator.
+//!
+//! Time-dependent tests run on paused tokio time: client and simulator share
+//! one current-thread runtime, so rate-limit waits of a minute take no real
+//! time and the asserted durations are exact.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+use writer_sync::okta::auth::OktaAuth;
+use writer_sync::okta::error::{OktaError, Resource};
+use writer_sync::okta::limit::Family;
+use writer_sync::okta::page::PageError;
+use writer_sync::okta::wire::{AppGroup, AppUser, Group, User};
+use writer_sync::okta::{DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig};
+use writer_sync::secret::Secret;
+use writer_sync::sim::generate::GenSpec;
+use writer_sync::sim::org::{Org, SimApp, UserStatus};
+use writer_sync::sim::{
+    Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator, Times,
+};
+
+const APP_ID: &str = "0oa1testapp000000001";
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/okta")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+fn test_app() -> SimApp {
+    SimApp {
+        id: APP_ID.into(),
+        label: "Writer".into(),
+        name: "writer".into(),
+        status: "ACTIVE".into(),
+    }
+}
+
+fn profile(n: usize) -> Map<String, Value> {
+    json!({
+        "login": format!("user{n}@example.com"),
+        "email": format!("user{n}@example.com"),
+        "firstName": format!("First{n}"),
+        "lastName": "Last",
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+/// An org with `n` ACTIVE users, all assigned to the app directly.
+fn org_with_app_users(n: usize) -> Org {
+    let mut org = Org::new(test_app());
+    for i in 0..n {
+        let id = org.add_user(UserStatus::Active, profile(i));
+        org.assign_user(
+            &id,
+            json!({"writerRole": "member"}).as_object().unwrap().clone(),
+        )
+        .unwrap();
+    }
+    org
+}
+
+fn options() -> SimOptions {
+    SimOptions {
+        rate_limits: RateLimits::unlimited(),
+        ..SimOptions::default()
+    }
+}
+
+struct ClientSettings {
+    rpm: u32,
+    concurrency: usize,
+    timeout: Duration,
+    retry_budget: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            rpm: 6_000,
+            concurrency: 4,
+            timeout: Duration::from_secs(30),
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        }
+    }
+}
+
+fn client_with(sim: &SimHandle, token: &str, settings: ClientSettings) -> OktaClient {
+    OktaClient::new(OktaClientConfig {
+        org_url: sim.url().clone(),
+        auth: OktaAuth::Ssws(Secret::new(token)),
+        requests_per_minute: NonZeroU32::new(settings.rpm).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(settings.concurrency).unwrap(),
+        request_timeout: settings.timeout,
+        retry_budget: settings.retry_budget,
+    })
+    .unwrap()
+}
+
+fn client(sim: &SimHandle) -> OktaClient {
+    client_with(sim, sim.token(), ClientSettings::default())
+}
+
+fn requests_of(sim: &SimHandle, family: Family) -> Vec<writer_sync::sim::RequestRecord> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.family == family)
+        .collect()
+}
+
+/// Captures `tracing` output of the current thread into a buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Recorded responses.
+// ---------------------------------------------------------------------------
+
+/// Bodies of every HAR entry whose request path satisfies `path_ok`,
+/// flattened to JSON objects.
+fn har_objects(har: &str, path_ok: impl Fn(&str, &str) -> bool) -> Vec<Value> {
+    let har: Value = serde_json::from_str(har).unwrap();
+    let mut objects = Vec::new();
+    for entry in har["log"]["entries"].as_array().unwrap() {
+        let method = entry["request"]["method"].as_str().unwrap();
+        let url = url::Url::parse(entry["request"]["url"].as_str().unwrap()).unwrap();
+        let text = entry["response"]["content"]["text"].as_str().unwrap_or("");
+        if text.is_empty() || !path_ok(method, url.path()) {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text).unwrap() {
+            Value::Array(items) => objects.extend(items),
+            object => objects.push(object),
+        }
+    }
+    objects
+}
+
+#[test]
+fn every_recorded_user_and_group_parses() {
+    let is_users = |_: &str, path: &str| path == "/api/v1/users" || path.ends_with("/users");
+    let mut users: Vec<User> = Vec::new();
+    for har in ["list-users.har", "group-user-operations.har"] {
+        for object in har_objects(&fixture(har), is_users) {
+            users.push(serde_json::from_value(object).unwrap());
+        }
+    }
+    let distinct: BTreeMap<&str, &User> = users.iter().map(|u| (u.id.as_str(), u)).collect();
+    // 161 users listed in list-users.har, plus the one created in the group
+    // operations recording.
+    assert_eq!(distinct.len(), 162);
+    let listed = har_objects(&fixture("list-users.har"), |m, p| {
+        m == "GET" && p == "/api/v1/users"
+    });
+    let listed: BTreeSet<String> = listed
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed.len(), 161);
+
+    let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
+    for user in distinct.values() {
+        *statuses.entry(user.status.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            ("ACTIVE", 107),
+            ("LOCKED_OUT", 1),
+            ("PASSWORD_EXPIRED", 2),
+            ("PROVISIONED", 2),
+            ("STAGED", 49),
+            ("SUSPENDED", 1),
+        ])
+    );
+    assert!(distinct.values().all(|u| u.profile.login.is_some()));
+    assert!(distinct.values().all(|u| u.profile.email.is_some()));
+    let with = |key: &str| {
+        distinct
+            .values()
+            .filter(|u| u.profile.extra.contains_key(key))
+            .count()
+    };
+    // Base attributes without a field of their own and custom attributes
+    // stay in `extra`; `null` values are kept as null.
+    assert_eq!(with("division"), 4);
+    assert_eq!(with("nickName"), 12);
+    assert_eq!(with("secondEmail"), 162);
+    assert_eq!(
+        distinct
+            .values()
+            .filter(|u| u.profile.display_name.is_some())
+            .count(),
+        9
+    );
+    let shared = distinct
+        .values()
+        .filter(|u| {
+            u.profile
+                .email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case("vijet.mahabaleshwar@okta.com"))
+        })
+        .count();
+    assert_eq!(shared, 3);
+
+    let groups: Vec<Group> = har_objects(&fixture("list-groups.har"), |_, p| p == "/api/v1/groups")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+    let distinct_groups: BTreeMap<&str, &Group> =
+        groups.iter().map(|g| (g.id.as_str(), g)).collect();
+    assert_eq!(distinct_groups.len(), 154);
+    let mut types: BTreeMap<&str, usize> = BTreeMap::new();
+    for group in distinct_groups.values() {
+        *types
+            .entry(group.group_type.as_deref().unwrap())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        types,
+        BTreeMap::from([("APP_GROUP", 128), ("BUILT_IN", 1), ("OKTA_GROUP", 25)])
+    );
+    assert!(distinct_groups.values().all(|g| !g.profile.name.is_empty()));
+    let ad_groups = distinct_groups
+        .values()
+        .filter(|g| g.profile.extra.contains_key("samAccountName"))
+        .count();
+    assert_eq!(ad_groups, 20);
+    assert!(
+        distinct_groups
+            .values()
+            .any(|g| g.profile.description.is_none())
+    );
+
+    let app_users: Vec<AppUser> =
+        serde_json::from_str(&fixture("spec-examples/app-users.json")).unwrap();
+    assert_eq!(app_users.len(), 1);
+    assert_eq!(app_users[0].scope.as_deref(), Some("USER"));
+    assert_eq!(app_users[0].profile["role"], json!("Tester"));
+    let embedded = app_users[0].user.as_ref().unwrap();
+    assert_eq!(embedded.status, "ACTIVE");
+    assert_eq!(
+        embedded.profile.email.as_deref(),
+        Some("saml.test@example.com")
+    );
+
+    let app_groups: Vec<AppGroup> =
+        serde_json::from_str(&fixture("spec-examples/app-group-assignments.json")).unwrap();
+    assert_eq!(app_groups.len(), 1);
+    assert_eq!(app_groups[0].priority, Some(0));
+    assert_eq!(app_groups[0].profile["department"], json!("marketing"));
+    assert_eq!(app_groups[0].group, None, "_embedded holds only metadata");
+
+    let filtered: Vec<User> =
+        serde_json::from_str(&fixture("spec-examples/users-filter.json")).unwrap();
+    assert_eq!(filtered[0].status, "LOCKED_OUT");
+}
+
+// ---------------------------------------------------------------------------
+// Pagination.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn app_users_1001_in_three_pages_every_user_once_in_order() {
+    let org = org_with_app_users(1_001);
+    let expected = org.app_user_ids();
+    let sim = Simulator::start(org, options()).await.unwrap();
+    let client = client(&sim);
+
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(ids, expected);
+    assert!(
+        users
+            .iter()
+            .all(|u| u.user.as_ref().is_some_and(|user| user.id == u.id))
+    );
+    assert!(
+        users
+            .iter()
+            .all(|u| u.profile["writerRole"] == json!("member"))
+    );
+
+    let requests = requests_of(&sim, Family::Apps);
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests.iter().map(|r| r.page).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    for request in &requests {
+        assert!(request.authorized);
+        assert_eq!(request.accept.as_deref(), Some("application/json"));
+        assert_eq!(
+            request.user_agent.as_deref(),
+            Some(concat!("writer-sync/", env!("CARGO_PKG_VERSION")))
+        );
+        let query = request.query.as_deref().unwrap();
+        assert!(
+            query.contains("limit=500") && query.contains("expand=user"),
+            "{query}"
+        );
+    }
+    let stats = client.stats();
+    assert_eq!(stats.requests[&(Family::Apps, "200".to_owned())], 3);
+    assert_eq!(stats.retries, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn odd_page_sizes_with_separate_and_comma_joined_link_headers() {
+    let mut org = Org::new(test_app());
+    let mut group_ids = Vec::new();
+    for i in 0..45u32 {
+        let id = org.add_group(&format!("Team {i:02}"), None);
+        org.assign_group(&id, i, Map::new()).unwrap();
+        group_ids.push(id);
+    }
+    group_ids.sort();
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            max_page_size: Some(7),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    for style in [LinkStyle::SeparateLines, LinkStyle::CommaJoined] {
+        sim.set_link_style(style);
+        sim.reset_log();
+        let groups = client.list_app_groups(APP_ID).await.unwrap();
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        assert_eq!(ids, group_ids, "{style:?}");
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.group.is_some() && g.priority.is_some())
+        );
+        // 45 = 6 * 7 + 3.
+        assert_eq!(sim.stats().requests, 7, "{style:?}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_members_and_exact_name_search() {
+    let mut org = org_with_app_users(450);
+    let tricky = r#"R&D "core" \ team"#;
+    let eng = org.add_group("Eng", None);
+    org.add_group("eng", None);
+    org.add_group("Eng Team", None);
+    let tricky_id = org.add_group(tricky, Some("quotes and backslashes"));
+    let members: Vec<String> = org.user_ids();
+    for member in &members {
+        org.add_member(&eng, member).unwrap();
+    }
+    let sim = Simulator::start(org, options()).await.unwrap();
+    let client = client(&sim);
+
+    let found = client.find_groups_by_name("Eng").await.unwrap();
+    assert_eq!(
+        found.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        [eng.as_str()]
+    );
+    let search = requests_of(&sim, Family::Groups);
+    assert!(
+        search[0]
+            .query
+            .as_deref()
+            .unwrap()
+            .starts_with("search=profile.name%20eq%20%22Eng%22"),
+        "{search:?}"
+    );
+    let found = client.find_groups_by_name(tricky).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, tricky_id);
+    assert_eq!(found[0].profile.name, tricky);
+    assert!(
+        client
+            .find_groups_by_name("Nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let listed = client.list_group_members(&eng).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        members
+    );
+    // 450 members, 200 per page.
+    assert_eq!(requests_of(&sim, Family::GroupMembers).len(), 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_app_and_clear_not_found_errors() {
+    let sim = Simulator::start(org_with_app_users(3), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    let app = client.get_app(APP_ID).await.unwrap();
+    assert_eq!(
+        (
+            app.id.as_str(),
+            app.label.as_str(),
+            app.name.as_str(),
+            app.status.as_str()
+        ),
+        (APP_ID, "Writer", "writer", "ACTIVE")
+    );
+
+    let err = client.get_app("0oaMISSING").await.unwrap_err();
+    assert!(
+        matches!(&err, OktaError::NotFound { resource: Resource::App(id), .. } if id == "0oaMISSING")
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("no app with id 0oaMISSING (check okta.app_id)"),
+        "{message}"
+    );
+    assert!(message.contains("E0000007"), "{message}");
+    let err = client.list_app_users("0oaMISSING").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("no app with id 0oaMISSING"),
+        "{err}"
+    );
+    let err = client.list_group_members("00gGONE").await.unwrap_err();
+    assert!(
+        matches!(&err, OktaError::NotFound { resource: Resource::Group(id), .. } if id == "00gGONE")
+    );
+    assert!(!err.is_transient());
+    // Nothing was retried.
+    assert_eq!(client.stats().retries, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_each_page_streams_and_stops_at_a_callback_error() {
+    let sim = Simulator::start(org_with_app_users(1_200), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    let mut sizes = Vec::new();
+    let pages = client
+        .for_each_page(
+            client.app_users_url(APP_ID).unwrap(),
+            |page: Vec<AppUser>| {
+                sizes.push(page.len());
+                Ok::<(), OktaError>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((pages, sizes), (3, vec![500, 500, 200]));
+
+    #[derive(Debug)]
+    enum MyError {
+        Okta(OktaError),
+        Full,
+    }
+    impl From<OktaError> for MyError {
+        fn from(err: OktaError) -> Self {
+            MyError::Okta(err)
+        }
+    }
+    sim.reset_log();
+    let result = client
+        .for_each_page(client.app_users_url(APP_ID).unwrap(), |_: Vec<AppUser>| {
+            Err::<(), _>(MyError::Full)
+        })
+        .await;
+    assert!(matches!(result, Err(MyError::Full)));
+    assert_eq!(sim.stats().requests, 1);
+
+    // A first URL off the org is refused before any request.
+    let foreign = url::Url::parse("https://elsewhere.example/api/v1/users").unwrap();
+    let result = client
+        .for_each_page(foreign, |_: Vec<User>| Ok::<(), MyError>(()))
+        .await;
+    assert!(matches!(
+        result,
+        Err(MyError::Okta(OktaError::Pagination { .. }))
+    ));
+    assert_eq!(sim.stats().requests, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn foreign_next_link_and_repeated_cursor_fail_the_listing() {
+    let sim = Simulator::start(org_with_app_users(1_200), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::page(Family::Apps, 1),
+        Times::Once,
+        FaultKind::ForeignNextLink,
+    )]);
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OktaError::Pagination {
+                reason: PageError::ForeignOrigin { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("okta-sim-foreign.invalid"), "{message}");
+    assert!(message.contains(sim.url().host_str().unwrap()), "{message}");
+
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::page(Family::Apps, 2),
+        Times::Once,
+        FaultKind::RepeatCursor,
+    )]);
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            OktaError::Pagination {
+                reason: PageError::CursorLoop { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("cursor loop"), "{err}");
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Retries and errors.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
+    let org = org_with_app_users(1_001);
+    let expected = org.app_user_ids();
+    let sim = Simulator::start(org, options()).await.unwrap();
+    let client = client(&sim);
+    sim.set_faults(vec![
+        Fault::new(
+            FaultTarget::page(Family::Apps, 3),
+            Times::Once,
+            FaultKind::ServerError(500),
+        ),
+        Fault::new(
+            FaultTarget::page(Family::Apps, 2),
+            Times::Count(2),
+            FaultKind::ServerError(503),
+        ),
+    ]);
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    assert_eq!(
+        users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+    let pages: Vec<(u32, u16)> = requests_of(&sim, Family::Apps)
+        .iter()
+        .map(|r| (r.page, r.status))
+        .collect();
+    assert_eq!(
+        pages,
+        [(1, 200), (2, 503), (2, 503), (2, 200), (3, 500), (3, 200)]
+    );
+    let stats = client.stats();
+    assert_eq!(stats.retries, 3);
+    assert_eq!(stats.requests[&(Family::Apps, "503".to_owned())], 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn persistent_server_error_fails_the_whole_listing_within_the_budget() {
+    let sim = Simulator::start(org_with_app_users(1_001), options())
+        .await
+        .unwrap();
+    let budget = Duration::from_secs(60);
+    let client = client_with(
+        &sim,
+        sim.token(),
+        ClientSettings {
+            retry_budget: budget,
+            ..ClientSettings::default()
+        },
+    );
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::page(Family::Apps, 3),
+        Times::Always,
+        FaultKind::ServerError(500),
+    )]);
+    let started = Instant::now();
+    let result = client.list_app_users(APP_ID).await;
+    let elapsed = started.elapsed();
+    let err = result.unwrap_err();
+    assert!(err.is_transient());
+    assert!(elapsed <= budget, "{elapsed:?}");
+    // Backoff 0.5, 1, 2, 4, 8, 16, 30 s (halved at worst by jitter) leaves
+    // several attempts inside 60 s.
+    let page3: Vec<_> = requests_of(&sim, Family::Apps)
+        .into_iter()
+        .filter(|r| r.page == 3)
+        .collect();
+    assert!(page3.len() >= 5, "{}", page3.len());
+    let OktaError::RetriesExhausted { attempts, last, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*attempts as usize, page3.len());
+    let message = err.to_string();
+    let path = format!("GET /api/v1/apps/{APP_ID}/users");
+    for expected in [
+        path.as_str(),
+        "HTTP 500",
+        "E0000009",
+        "Internal Server Error",
+        page3.last().unwrap().request_id.as_str(),
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing in {message}"
+        );
+    }
+    assert!(
+        !message.contains("after="),
+        "no query in the endpoint: {message}"
+    );
+    assert_eq!(
+        last.request_id.as_deref(),
+        Some(page3.last().unwrap().request_id.as_str())
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn truncated_json_is_a_decode_error_naming_the_endpoint() {
+    let sim = Simulator::start(org_with_app_users(1_001), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::page(Family::Apps, 2),
+        Times::Once,
+        FaultKind::TruncatedBody,
+    )]);
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(matches!(err, OktaError::Decode { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "could not decode the okta response to GET /api/v1/apps/{APP_ID}/users: EOF while parsing"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("at line 1 column"), "{message}");
+    assert!(!err.is_transient());
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_request_waits_until_the_reset_and_carries_retry_headers() {
+    let sim = Simulator::start(org_with_app_users(10), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    sim.set_faults(vec![Fault::rate_limit_storm(1)]);
+    let started = Instant::now();
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(users.len(), 10);
+    // The storm's 429 names the reset of a fresh 60 s window; the client
+    // waits reset - Date + 1 s (Date truncates, Reset rounds up) + jitter < 1 s.
+    assert!(elapsed >= Duration::from_secs(61), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(63), "{elapsed:?}");
+
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].status, 429);
+    assert_eq!(requests[0].retry_for, None);
+    assert_eq!(requests[1].status, 200);
+    assert_eq!(
+        requests[1].retry_for.as_deref(),
+        Some(requests[0].request_id.as_str())
+    );
+    assert_eq!(requests[1].retry_count.as_deref(), Some("1"));
+    let stats = client.stats();
+    assert_eq!((stats.rate_limited, stats.retries), (1, 1));
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_429_is_retried_after_a_short_backoff() {
+    let sim = Simulator::start(org_with_app_users(10), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::any(),
+        Times::Count(2),
+        FaultKind::ConcurrencyLimited,
+    )]);
+    let started = Instant::now();
+    client.list_app_users(APP_ID).await.unwrap();
+    // Two waits bounded by the reset estimate (now + 1 s, plus slack) and
+    // the backoff, never a whole window.
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.stats().rate_limited, 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_response_times_out_and_is_retried() {
+    let sim = Simulator::start(org_with_app_users(10), options())
+        .await
+        .unwrap();
+    let client = client_with(
+        &sim,
+        sim.token(),
+        ClientSettings {
+            timeout: Duration::from_secs(10),
+            ..ClientSettings::default()
+        },
+    );
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::any(),
+        Times::Once,
+        FaultKind::Slow(Duration::from_secs(120)),
+    )]);
+    let started = Instant::now();
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    assert_eq!(users.len(), 10);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(10) && elapsed < Duration::from_secs(12),
+        "{elapsed:?}"
+    );
+    let stats = client.stats();
+    assert_eq!(stats.requests[&(Family::Apps, "error".to_owned())], 1);
+    assert_eq!(stats.retries, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unauthorized_and_forbidden_fail_at_once_without_leaking_the_token() {
+    let logs = LogBuffer::default();
+    let _guard = logs.install();
+    let sim = Simulator::start(org_with_app_users(10), options())
+        .await
+        .unwrap();
+    let wrong_token = "00WRONGtokenVALUE-do-not-print";
+    let wrong = client_with(&sim, wrong_token, ClientSettings::default());
+
+    let err = wrong.list_app_users(APP_ID).await.unwrap_err();
+    assert!(matches!(err, OktaError::Unauthorized { .. }), "{err:?}");
+    let message = err.to_string();
+    for expected in [
+        "HTTP 401",
+        "E0000011",
+        "SSWS token is invalid, expired",
+        "30 days",
+        "create a new one",
+    ] {
+        assert!(
+            message.contains(expected),
+            "{expected:?} missing in {message}"
+        );
+    }
+    assert_eq!(sim.stats().requests, 1, "no retry on 401");
+
+    sim.set_forbidden(true);
+    let good = client(&sim);
+    let err = good.list_app_users(APP_ID).await.unwrap_err();
+    assert!(matches!(err, OktaError::Forbidden { .. }), "{err:?}");
+    let forbidden = err.to_string();
+    for expected in [
+        "HTTP 403",
+        "E0000006",
+        "lacks permission",
+        "okta.apps.read",
+        &format!("GET /api/v1/apps/{APP_ID}/users"),
+    ] {
+        assert!(
+            forbidden.contains(expected),
+            "{expected:?} missing in {forbidden}"
+        );
+    }
+    assert_eq!(sim.stats().requests, 2, "no retry on 403");
+
+    // A successful run logs requests, still without the (right) token.
+    sim.set_forbidden(false);
+    good.list_app_users(APP_ID).await.unwrap();
+
+    let logged = logs.text();
+    assert!(
+        logged.contains("okta request"),
+        "the capture works: {logged}"
+    );
+    for token in [wrong_token, sim.token()] {
+        for text in [
+            &message,
+            &format!("{err:?}"),
+            &forbidden,
+            &format!("{wrong:?}"),
+            &format!("{good:?}"),
+            &logged,
+        ] {
+            assert!(!text.contains(token), "token leaked into: {text}");
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn connection_errors_are_retried_until_the_budget_is_spent() {
+    // A port nobody listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let client = OktaClient::new(OktaClientConfig {
+        org_url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        auth: OktaAuth::Ssws(Secret::new("00connTOKEN")),
+        requests_per_minute: NonZeroU32::new(600).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
+        request_timeout: Duration::from_secs(5),
+        retry_budget: Duration::from_secs(20),
+    })
+    .unwrap();
+    let started = Instant::now();
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(started.elapsed() <= Duration::from_secs(20));
+    let OktaError::RetriesExhausted { attempts, last, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(*attempts >= 4, "{attempts}");
+    assert_eq!(last.status, None);
+    assert!(last.transport.is_some());
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains(&format!("GET /api/v1/apps/{APP_ID}/users")),
+        "{err}"
+    );
+    let stats = client.stats();
+    assert_eq!(
+        stats.requests[&(Family::Apps, "error".to_owned())],
+        u64::from(*attempts)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn users_listing_filters_and_bad_searches_through_for_each_page() {
+    let mut org = org_with_app_users(5);
+    let ids = org.user_ids();
+    org.set_user_status(&ids[0], UserStatus::Deprovisioned)
+        .unwrap();
+    org.add_group("Imported", None);
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            max_page_size: Some(2),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let list = |path: &str| client.org_url().join(path).unwrap();
+    let collect = |url: url::Url| {
+        let client = client.clone();
+        async move {
+            let mut users = Vec::new();
+            client
+                .for_each_page(url, |page: Vec<User>| {
+                    users.extend(page);
+                    Ok::<(), OktaError>(())
+                })
+                .await
+                .map(|_| users)
+        }
+    };
+
+    // A plain user list omits DEPROVISIONED users; a filter includes them.
+    let plain = collect(list("api/v1/users?limit=200")).await.unwrap();
+    assert_eq!(plain.len(), 4);
+    assert!(plain.iter().all(|u| u.status == "ACTIVE"));
+    let filtered = collect(list(
+        "api/v1/users?filter=status%20eq%20%22DEPROVISIONED%22",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        filtered.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        [ids[0].as_str()]
+    );
+
+    // Filters are exact and eq-only; a bad expression is a 400, not retried.
+    let mut groups = Vec::new();
+    client
+        .for_each_page(
+            list("api/v1/groups?filter=type%20eq%20%22OKTA_GROUP%22"),
+            |page: Vec<Group>| {
+                groups.extend(page);
+                Ok::<(), OktaError>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    sim.reset_log();
+    let err = collect(list("api/v1/users?filter=status%20sw%20%22A%22"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OktaError::UnexpectedStatus { .. }), "{err:?}");
+    assert!(err.to_string().contains("E0000031"), "{err}");
+    assert_eq!(sim.stats().requests, 1);
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Budgets.
+// ---------------------------------------------------------------------------
+
+/// Largest number of arrivals within any 60 s span.
+fn max_in_any_minute(arrivals: &[Duration]) -> usize {
+    let mut sorted = arrivals.to_vec();
+    sorted.sort();
+    (0..sorted.len())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|t| **t < sorted[i] + Duration::from_secs(60))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_never_exceeds_its_budget_in_any_minute() {
+    let rpm = 20;
+    let mut org = org_with_app_users(500);
+    let group = org.add_group("Everyone Here", None);
+    for user in org.user_ids() {
+        org.add_member(&group, &user).unwrap();
+    }
+    // Page size 10: 50 full member pages plus the empty page a full last page
+    // links to (as Okta does), 2.5 times the per-minute budget. The
+    // latency jitter lets requests overtake each other on the way in.
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            max_page_size: Some(10),
+            latency: Duration::from_millis(20),
+            latency_jitter: Duration::from_millis(400),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let settings = || ClientSettings {
+        rpm,
+        concurrency: 4,
+        ..ClientSettings::default()
+    };
+
+    // 1. Against an unlimited server, the arrivals themselves obey the budget.
+    let client = client_with(&sim, sim.token(), settings());
+    let started = Instant::now();
+    let members = client.list_group_members(&group).await.unwrap();
+    assert_eq!(members.len(), 500);
+    let arrivals: Vec<Duration> = sim.requests().iter().map(|r| r.at).collect();
+    assert_eq!(arrivals.len(), 51);
+    assert!(max_in_any_minute(&arrivals) <= rpm as usize);
+    assert!(
+        started.elapsed() < Duration::from_secs(155),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // 2. Against a server whose limit equals the budget: not a single 429.
+    sim.set_rate_limits(RateLimits::uniform(rpm, Duration::from_secs(60)));
+    sim.reset_log();
+    let client = client_with(&sim, sim.token(), settings());
+    let members = client.list_group_members(&group).await.unwrap();
+    assert_eq!(members.len(), 500);
+    assert_eq!(sim.stats().rate_limited, 0);
+    assert_eq!(client.stats().rate_limited, 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn pacing_from_headers_avoids_429_when_okta_allows_less_than_the_budget() {
+    // The server allows 3 app requests per minute; the client's budget is far
+    // higher, so only the X-Rate-Limit headers can keep it from a 429.
+    let sim = Simulator::start(
+        org_with_app_users(2_001),
+        SimOptions {
+            rate_limits: RateLimits {
+                apps: 3,
+                ..RateLimits::okta_defaults()
+            },
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let started = Instant::now();
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    assert_eq!(users.len(), 2_001);
+    assert_eq!(sim.stats().rate_limited, 0);
+    // 5 pages at most 3 per window; pacing spreads the last requests of a
+    // window up to its reset, so pages 3 and 5 each open a new window.
+    assert!(
+        started.elapsed() >= Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(125),
+        "{:?}",
+        started.elapsed()
+    );
+    let remaining = client.stats().rate_limit[&Family::Apps];
+    assert_eq!(remaining.limit, Some(3));
+    assert_eq!(remaining.remaining, Some(2));
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// The simulator's orgs through the client.
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn generated_org_lists_consistently_and_mutations_show_up() {
+    let org = Org::generate(&GenSpec::new(3_000, 30, 5, 11));
+    let app_id = org.app_id().to_owned();
+    let sim = Simulator::start(org, options()).await.unwrap();
+    let client = client(&sim);
+
+    let users = client.list_app_users(&app_id).await.unwrap();
+    let expected = sim.org(|org| org.app_user_ids());
+    assert_eq!(
+        users.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(
+        users
+            .iter()
+            .all(|u| u.user.as_ref().unwrap().status != "DEPROVISIONED")
+    );
+    let scopes: BTreeSet<&str> = users.iter().filter_map(|u| u.scope.as_deref()).collect();
+    assert_eq!(scopes, BTreeSet::from(["GROUP", "USER"]));
+
+    let groups = client.list_app_groups(&app_id).await.unwrap();
+    assert_eq!(groups.len(), 5);
+    for group in &groups {
+        let members = client.list_group_members(&group.id).await.unwrap();
+        assert_eq!(
+            members.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+            sim.org(|org| org.group_members(&group.id).unwrap())
+        );
+        let name = &group.group.as_ref().unwrap().profile.name;
+        let found = client.find_groups_by_name(name).await.unwrap();
+        assert_eq!(found.len(), 1, "{name}");
+    }
+
+    // Between runs: suspend one user, deprovision another, rename a group.
+    let (suspended, deprovisioned) = (expected[0].clone(), expected[1].clone());
+    let renamed = groups[0].id.clone();
+    sim.org_mut(|org| {
+        org.set_user_status(&suspended, UserStatus::Suspended)
+            .unwrap();
+        org.set_user_status(&deprovisioned, UserStatus::Deprovisioned)
+            .unwrap();
+        org.rename_group(&renamed, "Renamed Team").unwrap();
+    });
+    let users = client.list_app_users(&app_id).await.unwrap();
+    let by_id: BTreeMap<&str, &AppUser> = users.iter().map(|u| (u.id.as_str(), u)).collect();
+    assert_eq!(
+        by_id[suspended.as_str()].user.as_ref().unwrap().status,
+        "SUSPENDED"
+    );
+    assert!(!by_id.contains_key(deprovisioned.as_str()));
+    let found = client.find_groups_by_name("Renamed Team").await.unwrap();
+    assert_eq!(found[0].id, renamed);
+    sim.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sample_org_through_the_client() {
+    let org = Org::sample();
+    let app_id = org.app_id().to_owned();
+    let sim = Simulator::start(org, options()).await.unwrap();
+    let client = client(&sim);
+    let users = client.list_app_users(&app_id).await.unwrap();
+    assert_eq!(users.len(), 19);
+    let groups = client.list_app_groups(&app_id).await.unwrap();
+    assert_eq!(groups.len(), 4);
+    assert_eq!(
+        client
+            .find_groups_by_name("Test Group")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let roles: BTreeSet<String> = users
+        .iter()
+        .filter_map(|u| u.profile.get("writerRole").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        roles.contains("admin") && roles.contains("member"),
+        "{roles:?}"
+    );
+    sim.shutdown().await;
+}
