@@ -15,7 +15,8 @@ use writer_sync::config::{self, ConfigEnv};
 use writer_sync::okta::OktaClient;
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
 use writer_sync::secret::Secret;
-use writer_sync::sim::{Org, SimOptions, Simulator};
+use writer_sync::sim::org::Org;
+use writer_sync::sim::{SimOptions, Simulator};
 use writer_sync::store::Store;
 
 /// A Writer org as it might look before the sync is installed: a team the
@@ -111,8 +112,7 @@ create_missing = true
     let managed = dump.users.iter().filter(|u| u.okta_id.is_some()).count();
     let _ = writeln!(
         out,
-        "\nusers: {} in the store, {active} active, {managed} managed by writer-sync\n\
-         inspect: writer-sync --config <(echo '[okta]\\norg_url=\"https://x.okta.com\"\\napp_id=\"x\"\\n[store]\\nurl=\"{db_display}\"') store dump",
+        "\nusers: {} in the store, {active} active, {managed} managed by writer-sync (store: {db_display})",
         dump.users.len()
     );
     print!("{out}");

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use writer_sync::okta::limit::Family;
-use writer_sync::sim::{Fault, FaultKind, FaultTarget, Org, SimApp, SimHandle, SimOptions, Simulator, Times, UserStatus};
+use writer_sync::sim::org::{Org, SimApp, UserStatus};
+use writer_sync::sim::{Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
 
@@ -343,7 +344,8 @@ both_backends!(dry_run_writes_nothing, |db: common::TestDb| async move {
     assert_eq!(code, 0);
     assert_eq!(r["status"], "dry_run");
     assert_eq!(count(&r, "users_created"), 3);
-    assert_eq!(r["changes"].as_array().unwrap().len() as u64, 3 + 1 + 2 + 7);
+    // 3 created, frank linked and updated, 2 teams linked, 7 memberships.
+    assert_eq!(r["changes"].as_array().unwrap().len() as u64, 3 + 1 + 1 + 2 + 7);
     assert_eq!(w.dump().await, before);
     let history = w.run(&["history", "--json"]).await;
     assert_eq!(String::from_utf8_lossy(&history.stdout).trim(), "[]");
@@ -356,7 +358,8 @@ both_backends!(dry_run_writes_nothing, |db: common::TestDb| async move {
 
 both_backends!(guard_blocks_then_force_applies_once, |db: common::TestDb| async move {
     let w = World::new(db).await;
-    assert_eq!(w.sync(&[]).await.0, 0);
+    let (code, r) = w.sync(&[]).await;
+    assert_eq!(code, 0, "{r}");
     // Unassign everyone but alice: 3 of 4 active managed users deactivated.
     w.sim.org_mut(|o| {
         o.unassign_user(&w.ids.carol).unwrap();
