@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -118,7 +118,7 @@ fn requests_of(sim: &SimHandle, family: Family) -> Vec<writer_sync::sim::Request
         .collect()
 }
 
-/// Captures `tracing` output of the current thread into a buffer.
+/// Captures all `tracing` output of this test binary.
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 
@@ -136,16 +136,23 @@ impl LogBuffer {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
+}
 
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
+/// A global subscriber at TRACE level (a thread-local one loses events to
+/// tracing's process-wide interest cache while other tests run in parallel).
+fn captured_logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::TRACE)
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        buffer
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -340,6 +347,39 @@ async fn app_users_1001_in_three_pages_every_user_once_in_order() {
     let stats = client.stats();
     assert_eq!(stats.requests[&(Family::Apps, "200".to_owned())], 3);
     assert_eq!(stats.retries, 0);
+    sim.shutdown().await;
+}
+
+/// The same listing on a real multi-threaded runtime (no paused time), with
+/// concurrent listings sharing one client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_time_runtime_concurrent_listings() {
+    let org = org_with_app_users(1_001);
+    let expected = org.app_user_ids();
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            latency: Duration::from_millis(2),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let listings: Vec<_> = (0..3)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.list_app_users(APP_ID).await })
+        })
+        .collect();
+    for listing in listings {
+        let users = listing.await.unwrap().unwrap();
+        assert_eq!(
+            users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+            expected
+        );
+    }
+    assert_eq!(sim.stats().requests, 9);
     sim.shutdown().await;
 }
 
@@ -787,8 +827,7 @@ async fn a_slow_response_times_out_and_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn unauthorized_and_forbidden_fail_at_once_without_leaking_the_token() {
-    let logs = LogBuffer::default();
-    let _guard = logs.install();
+    let logs = captured_logs();
     let sim = Simulator::start(org_with_app_users(10), options())
         .await
         .unwrap();
@@ -1160,4 +1199,45 @@ async fn sample_org_through_the_client() {
         "{roles:?}"
     );
     sim.shutdown().await;
+}
+
+/// The `okta-sim` binary's contract: one JSON line on stdout once listening,
+/// then serve until SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okta_sim_binary_prints_one_json_line_and_serves() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_okta-sim"))
+        .args(["--sample", "--token", "00binTOKEN", "--unlimited"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ready["token"], json!("00binTOKEN"));
+    assert_eq!(ready["users"], json!(30));
+    let app_id = ready["app_id"].as_str().unwrap().to_owned();
+
+    let client = OktaClient::new(OktaClientConfig {
+        org_url: url::Url::parse(ready["url"].as_str().unwrap()).unwrap(),
+        auth: OktaAuth::Ssws(Secret::new("00binTOKEN")),
+        requests_per_minute: NonZeroU32::new(600).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
+        request_timeout: Duration::from_secs(10),
+        retry_budget: Duration::from_secs(10),
+    })
+    .unwrap();
+    let users = client.list_app_users(&app_id).await.unwrap();
+    assert_eq!(json!(users.len()), ready["app_users"]);
+
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }

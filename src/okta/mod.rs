@@ -61,7 +61,9 @@ pub struct OktaClientConfig {
     /// Timeout of one attempt, connect to last body byte.
     pub request_timeout: Duration,
     /// Total time one request may spend on retries (waits included) before
-    /// the client gives up. See [`DEFAULT_RETRY_BUDGET`].
+    /// the client gives up: no retry starts that would begin past it, so the
+    /// worst case is this plus one `request_timeout`. See
+    /// [`DEFAULT_RETRY_BUDGET`].
     pub retry_budget: Duration,
 }
 
