@@ -25,7 +25,10 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
             Ok(app) => out.push(Probe {
                 what: "okta app",
                 ok: app.status.is_empty() || app.status == "ACTIVE",
-                detail: format!("{} {:?} ({}), status {}", app.id, app.label, app.name, app.status),
+                detail: format!(
+                    "{} {:?} ({}), status {}",
+                    app.id, app.label, app.name, app.status
+                ),
             }),
             Err(e) => {
                 // Without the app nothing else can be read: stop here with
@@ -42,7 +45,11 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
             Ok(users) => {
                 let active = users
                     .iter()
-                    .filter(|u| u.user.as_ref().is_some_and(|u| crate::reconcile::plan::is_active_status(&u.status)))
+                    .filter(|u| {
+                        u.user
+                            .as_ref()
+                            .is_some_and(|u| crate::reconcile::plan::is_active_status(&u.status))
+                    })
                     .count();
                 Probe {
                     what: "okta users",
@@ -70,7 +77,10 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
                             groups
                                 .iter()
                                 .take(10)
-                                .map(|g| g.group.as_ref().map_or(g.id.as_str(), |g| g.profile.name.as_str()))
+                                .map(|g| g
+                                    .group
+                                    .as_ref()
+                                    .map_or(g.id.as_str(), |g| g.profile.name.as_str()))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ),
@@ -96,7 +106,11 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
                         ok: true,
                         detail: format!(
                             "{name:?}: {}",
-                            found.iter().map(|g| g.id.as_str()).collect::<Vec<_>>().join(", ")
+                            found
+                                .iter()
+                                .map(|g| g.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     },
                     Err(e) => Probe {

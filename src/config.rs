@@ -938,8 +938,8 @@ fn read_secret_file(file: &Path) -> Result<Secret, String> {
     if value.is_empty() {
         return Err("the file is empty".into());
     }
-    if value.contains('\n') {
-        return Err("the file holds more than one line".into());
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("the token contains whitespace or control characters inside it".into());
     }
     Ok(Secret::new(value))
 }

@@ -67,7 +67,10 @@ create_missing = true
     let config = config::parse(&text, Path::new("<demo>"), &env).context("demo config")?;
     let store = Store::connect(&config.store.url).await?;
     if fresh {
-        store.load_json(SEED).await.context("seeding the demo store")?;
+        store
+            .load_json(SEED)
+            .await
+            .context("seeding the demo store")?;
     }
     let okta = OktaClient::from_config(&config)?;
     let ctx = SyncContext {
@@ -86,7 +89,15 @@ create_missing = true
         sim.app_id(),
         db_display
     );
-    let _ = writeln!(out, "{}", if fresh { "first sync of a fresh store" } else { "store exists: this run shows what changed since the last demo (run it twice: the second run has no changes)" });
+    let _ = writeln!(
+        out,
+        "{}",
+        if fresh {
+            "first sync of a fresh store"
+        } else {
+            "store exists: this run shows what changed since the last demo (run it twice: the second run has no changes)"
+        }
+    );
     let _ = writeln!(out);
     out.push_str(&report.human());
     let dump = ctx.store.dump().await?;
@@ -97,9 +108,17 @@ create_missing = true
             .as_deref()
             .map(|g| format!("linked to Okta group {g}"))
             .unwrap_or_else(|| "not linked (unmanaged)".into());
-        let _ = writeln!(out, "  {} ({link}, {} members)", team.name, team.members.len());
+        let _ = writeln!(
+            out,
+            "  {} ({link}, {} members)",
+            team.name,
+            team.members.len()
+        );
         for m in &team.members {
-            let user = dump.users.iter().find(|u| u.email.eq_ignore_ascii_case(&m.email));
+            let user = dump
+                .users
+                .iter()
+                .find(|u| u.email.eq_ignore_ascii_case(&m.email));
             let state = match user {
                 Some(u) if !u.active => " [deactivated]",
                 Some(u) if u.okta_id.is_none() => " [unmanaged]",

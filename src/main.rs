@@ -106,7 +106,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if args.once {
                 run_once(config, &args).await
             } else {
-                Err(usage(anyhow::anyhow!("the daemon mode arrives with the daemon issue")))
+                Err(usage(anyhow::anyhow!(
+                    "the daemon mode arrives with the daemon issue"
+                )))
             }
         }
         Command::Check => {
@@ -138,7 +140,9 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
     // SIGINT/SIGTERM: stop between apply batches (the current one commits).
     let stop = Arc::clone(&opts.stop);
     let signals = tokio::spawn(async move {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
             return;
         };
         tokio::select! {
@@ -182,7 +186,10 @@ async fn check(config: &Config) -> Result<u8, Failure> {
         Err(e) => return Err(usage(e)),
     };
     let writer_sync::config::OktaAuth::Ssws { source, .. } = auth;
-    line(format!("okta        {} (SSWS token from {source})", config.okta.org_url))?;
+    line(format!(
+        "okta        {} (SSWS token from {source})",
+        config.okta.org_url
+    ))?;
     line(format!(
         "schedule    {} (UTC), next {}",
         config.sync.schedule.expr(),
@@ -203,25 +210,40 @@ async fn check(config: &Config) -> Result<u8, Failure> {
                     state.users.len(),
                     state.users.iter().filter(|u| u.okta_id.is_some()).count(),
                     state.teams.len(),
-                    state.teams.iter().filter(|t| t.okta_group_id.is_some()).count(),
+                    state
+                        .teams
+                        .iter()
+                        .filter(|t| t.okta_group_id.is_some())
+                        .count(),
                     state.memberships.len()
                 ))?,
                 Err(e) => {
                     ok = false;
-                    line(format!("store       FAILED: {}", reconcile::error_chain(&e)))?;
+                    line(format!(
+                        "store       FAILED: {}",
+                        reconcile::error_chain(&e)
+                    ))?;
                 }
             }
             store.close().await;
         }
         Err(e) => {
             ok = false;
-            line(format!("store       FAILED: {}", reconcile::error_chain(&e)))?;
+            line(format!(
+                "store       FAILED: {}",
+                reconcile::error_chain(&e)
+            ))?;
         }
     }
     let client = okta_client(config)?;
     for finding in writer_sync::check::probe(&client, config).await {
         ok &= finding.ok;
-        line(format!("{:<11} {}{}", finding.what, if finding.ok { "" } else { "FAILED: " }, finding.detail))?;
+        line(format!(
+            "{:<11} {}{}",
+            finding.what,
+            if finding.ok { "" } else { "FAILED: " },
+            finding.detail
+        ))?;
     }
     Ok(if ok { exit::OK } else { exit::FAILED })
 }

@@ -7,7 +7,6 @@
 //! carries.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::okta::limit::Family;
@@ -209,28 +208,6 @@ impl OktaError {
             OktaError::Pagination { .. } => "pagination",
         }
     }
-}
-
-/// Errors of [`crate::okta::auth::resolve_ssws_token`]. Messages name the
-/// source of the token (variable or path), never its value.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    /// The environment variable is set to an empty (or all-blank) value.
-    #[error("{var} is set but empty")]
-    EmptyEnv { var: &'static str },
-
-    /// A token file exists (or was configured) but cannot be read.
-    #[error("could not read the okta API token file {}: {reason}", path.display())]
-    Read { path: PathBuf, reason: String },
-
-    /// A token file holds nothing but whitespace.
-    #[error("the okta API token file {} is empty", path.display())]
-    EmptyFile { path: PathBuf },
-
-    /// The token contains whitespace or control characters inside it, so it
-    /// cannot be a valid token (and could not be sent in a header).
-    #[error("the okta API token from {origin} contains whitespace or control characters")]
-    Malformed { origin: String },
 }
 
 /// Which scope an endpoint family needs, for the 403 message.

@@ -59,11 +59,15 @@ pub struct ApplyOptions<'a> {
 
 /// Applies `changes` in order. Returns how many were applied (committed);
 /// on error, the changes before that count are committed and the rest are not.
-pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -> (usize, Result<(), ApplyError>) {
+pub async fn apply(
+    store: &Store,
+    changes: &[Change],
+    opts: &ApplyOptions<'_>,
+) -> (usize, Result<(), ApplyError>) {
     let limiter: Option<Arc<DefaultDirectRateLimiter>> = opts.writes_per_second.map(|rate| {
-        Arc::new(RateLimiter::direct(
-            Quota::per_second(rate).allow_burst(rate.min(NonZeroU32::new(BATCH as u32).unwrap_or(rate))),
-        ))
+        Arc::new(RateLimiter::direct(Quota::per_second(rate).allow_burst(
+            rate.min(NonZeroU32::new(BATCH as u32).unwrap_or(rate)),
+        )))
     });
     // Ids of rows created by this apply. A failed batch ends the apply, so
     // ids of a rolled-back batch are never used.
@@ -97,19 +101,37 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
             };
             let result: Result<(), ApplyError> = async {
                 match change {
-                    Change::CreateTeam { name, okta_group_id } => {
-                        let id = tx.insert_team(name, Some(okta_group_id)).await.map_err(write)?;
+                    Change::CreateTeam {
+                        name,
+                        okta_group_id,
+                    } => {
+                        let id = tx
+                            .insert_team(name, Some(okta_group_id))
+                            .await
+                            .map_err(write)?;
                         new_teams.insert(name.clone(), id);
                     }
                     Change::LinkTeam {
-                        team_id, okta_group_id, ..
-                    } => tx.set_team_group(*team_id, Some(okta_group_id)).await.map_err(write)?,
+                        team_id,
+                        okta_group_id,
+                        ..
+                    } => tx
+                        .set_team_group(*team_id, Some(okta_group_id))
+                        .await
+                        .map_err(write)?,
                     Change::CreateUser { okta_id, attrs } => {
-                        let id = tx.insert_user(attrs, Some(okta_id), true).await.map_err(write)?;
+                        let id = tx
+                            .insert_user(attrs, Some(okta_id), true)
+                            .await
+                            .map_err(write)?;
                         new_users.insert(okta_id.clone(), id);
                     }
-                    Change::LinkUser { user_id, okta_id, .. } => {
-                        tx.set_user_okta_id(*user_id, Some(okta_id)).await.map_err(write)?;
+                    Change::LinkUser {
+                        user_id, okta_id, ..
+                    } => {
+                        tx.set_user_okta_id(*user_id, Some(okta_id))
+                            .await
+                            .map_err(write)?;
                     }
                     Change::UpdateUser { user_id, after, .. } => {
                         tx.update_user_attrs(*user_id, after).await.map_err(write)?;
@@ -120,23 +142,43 @@ pub async fn apply(store: &Store, changes: &[Change], opts: &ApplyOptions<'_>) -
                     Change::DeactivateUser { user_id, .. } => {
                         tx.set_user_active(*user_id, false).await.map_err(write)?;
                     }
-                    Change::AddMembership { team, user, role, .. } => {
+                    Change::AddMembership {
+                        team, user, role, ..
+                    } => {
                         let team_id = resolve_team(&new_teams, team)?;
                         let user_id = resolve_user(&new_users, user)?;
-                        tx.upsert_membership(team_id, user_id, *role).await.map_err(write)?;
+                        tx.upsert_membership(team_id, user_id, *role)
+                            .await
+                            .map_err(write)?;
                     }
                     Change::ChangeRole {
-                        team_id, user_id, to, ..
-                    } => tx.upsert_membership(*team_id, *user_id, *to).await.map_err(write)?,
-                    Change::RemoveMembership { team_id, user_id, .. } => {
-                        tx.delete_membership(*team_id, *user_id).await.map_err(write)?;
+                        team_id,
+                        user_id,
+                        to,
+                        ..
+                    } => tx
+                        .upsert_membership(*team_id, *user_id, *to)
+                        .await
+                        .map_err(write)?,
+                    Change::RemoveMembership {
+                        team_id, user_id, ..
+                    } => {
+                        tx.delete_membership(*team_id, *user_id)
+                            .await
+                            .map_err(write)?;
                     }
                 }
                 let before = view.before.as_ref().map(ToString::to_string);
                 let after = view.after.as_ref().map(ToString::to_string);
-                tx.audit(Some(opts.run_id), action, &view.target, before.as_deref(), after.as_deref())
-                    .await
-                    .map_err(write)
+                tx.audit(
+                    Some(opts.run_id),
+                    action,
+                    &view.target,
+                    before.as_deref(),
+                    after.as_deref(),
+                )
+                .await
+                .map_err(write)
             }
             .await;
             if let Err(e) = result {

@@ -183,7 +183,10 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
             tracing::error!(run_id = id, error = %error_chain(&e), "could not record the run outcome");
             if report.status == Status::Ok {
                 report.status = Status::Failed;
-                report.error = Some(format!("changes applied but the run outcome was not recorded: {}", error_chain(&e)));
+                report.error = Some(format!(
+                    "changes applied but the run outcome was not recorded: {}",
+                    error_chain(&e)
+                ));
             }
         }
     }
@@ -226,14 +229,20 @@ async fn observe_plan_apply(
     let okta_state = match okta_state {
         Ok(s) => s,
         Err(e) => {
-            report.error = Some(format!("reading Okta failed, nothing was applied: {}", error_chain(&e)));
+            report.error = Some(format!(
+                "reading Okta failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
             return report;
         }
     };
     let store_state = match store_state {
         Ok(s) => s,
         Err(e) => {
-            report.error = Some(format!("reading the store failed, nothing was applied: {}", error_chain(&e)));
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
             return report;
         }
     };
@@ -265,7 +274,10 @@ async fn observe_plan_apply(
         report.counts = Counts::tally(&changes, skipped, unmanaged);
         report.changes = changes;
         if !reasons.is_empty() {
-            report.error = Some(format!("a real run would be blocked: {}", reasons.join("; ")));
+            report.error = Some(format!(
+                "a real run would be blocked: {}",
+                reasons.join("; ")
+            ));
         }
         return report;
     }

@@ -10,10 +10,10 @@ use tokio::task::JoinSet;
 
 use crate::config::{Config, PushGroups, RoleSource};
 use crate::model::{OktaGroup, OktaState, OktaUser};
-use crate::okta::wire::{AppUser, User};
-use crate::okta::error::Endpoint;
 use crate::okta::OktaClient;
+use crate::okta::error::Endpoint;
 use crate::okta::error::OktaError;
+use crate::okta::wire::{AppUser, User};
 
 /// Reads users, pushed groups and their members. `progress` is called with
 /// a running count of objects read (for the watchdog).
@@ -42,7 +42,10 @@ pub async fn observe(
                     let Some(group) = g.group else {
                         return Err(OktaError::Decode {
                             endpoint: Endpoint::get(&client.app_groups_url(app_id)?),
-                            reason: format!("group assignment {} came without its group (expand=group)", g.id),
+                            reason: format!(
+                                "group assignment {} came without its group (expand=group)",
+                                g.id
+                            ),
                         });
                     };
                     groups.push((g.id, group.profile.name));
@@ -110,9 +113,9 @@ pub async fn observe(
         None => {
             let mut by_id: BTreeMap<String, OktaUser> = BTreeMap::new();
             for user in members.values().flatten() {
-                by_id
-                    .entry(user.id.clone())
-                    .or_insert_with(|| from_user(user, role_value(&user.profile.extra, role_attribute)));
+                by_id.entry(user.id.clone()).or_insert_with(|| {
+                    from_user(user, role_value(&user.profile.extra, role_attribute))
+                });
             }
             by_id.into_values().collect()
         }

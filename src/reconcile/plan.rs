@@ -2188,7 +2188,10 @@ mod tests {
             // Skipped, but the suspended 00u1's Writer user is deactivated
             // through its id link.
             assert_eq!(p.changes.len(), 1, "{email:?}: {:?}", p.changes);
-            assert!(matches!(&p.changes[0], Change::DeactivateUser { user_id: 1, .. }));
+            assert!(matches!(
+                &p.changes[0],
+                Change::DeactivateUser { user_id: 1, .. }
+            ));
             assert_eq!(findings_with(&p, Severity::Warning, &["00u1", "usable"]), 1);
             assert_eq!(findings_with(&p, Severity::Warning, &["00u2", "usable"]), 1);
             assert_eq!(p.skipped, 2);
@@ -2215,11 +2218,19 @@ mod tests {
         assert_eq!(p.changes.len(), 2, "{:?}", p.changes);
         assert!(matches!(
             &p.changes[0],
-            Change::RemoveMembership { team_id: 10, user_id: 1, .. }
+            Change::RemoveMembership {
+                team_id: 10,
+                user_id: 1,
+                ..
+            }
         ));
         assert!(matches!(
             &p.changes[1],
-            Change::DeactivateUser { user_id: 1, reason: DeactivationReason::Inactive, .. }
+            Change::DeactivateUser {
+                user_id: 1,
+                reason: DeactivationReason::Inactive,
+                ..
+            }
         ));
         assert_eq!(p.skipped, 2);
     }

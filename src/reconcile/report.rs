@@ -151,7 +151,9 @@ impl Report {
         let headline = match self.status {
             Status::Ok => format!("sync ok: {counts_text}"),
             Status::DryRun => format!("dry run (nothing written): would apply {counts_text}"),
-            Status::Blocked => format!("sync BLOCKED by the safety guard, nothing applied: plan had {counts_text}"),
+            Status::Blocked => {
+                format!("sync BLOCKED by the safety guard, nothing applied: plan had {counts_text}")
+            }
             Status::Failed => format!("sync FAILED after applying {counts_text}"),
         };
         let _ = writeln!(out, "{headline}");
@@ -161,7 +163,9 @@ impl Report {
             self.counts.skipped,
             self.counts.unmanaged,
             self.duration_ms as f64 / 1000.0,
-            self.run_id.map(|id| format!(" run={id}")).unwrap_or_default()
+            self.run_id
+                .map(|id| format!(" run={id}"))
+                .unwrap_or_default()
         );
         if let Some(error) = &self.error {
             let _ = writeln!(out, "error: {error}");
@@ -173,7 +177,12 @@ impl Report {
             };
             let _ = writeln!(out, "changes {verb}:");
             for change in &self.changes {
-                let _ = writeln!(out, "  {:<19} {}", change.kind(), change_json(change).summary);
+                let _ = writeln!(
+                    out,
+                    "  {:<19} {}",
+                    change.kind(),
+                    change_json(change).summary
+                );
             }
         }
         if !self.findings.is_empty() {
@@ -231,7 +240,10 @@ fn team_ref(r: &TeamRef) -> Value {
 pub fn change_json(change: &Change) -> ChangeView {
     let action = change.kind();
     match change {
-        Change::CreateTeam { name, okta_group_id } => ChangeView {
+        Change::CreateTeam {
+            name,
+            okta_group_id,
+        } => ChangeView {
             target: name.clone(),
             detail: json!({"action": action, "team": name, "okta_group_id": okta_group_id}),
             before: None,
@@ -325,7 +337,13 @@ pub fn change_json(change: &Change) -> ChangeView {
             }),
             before: Some(json!({"active": true})),
             after: Some(json!({"active": false, "reason": reason})),
-            summary: format!("{email} ({okta_id}): {}", serde_json::to_value(reason).unwrap_or_default().as_str().unwrap_or_default()),
+            summary: format!(
+                "{email} ({okta_id}): {}",
+                serde_json::to_value(reason)
+                    .unwrap_or_default()
+                    .as_str()
+                    .unwrap_or_default()
+            ),
         },
         Change::AddMembership {
             team,

@@ -424,12 +424,13 @@ impl Store {
                     .acquire()
                     .await
                     .map_err(query_err("acquire lock connection"))?;
-                let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
-                    .bind(PG_LOCK_KEY)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .and_then(|r| r.try_get::<bool, _>(0))
-                    .map_err(query_err("take advisory lock"))?;
+                let got: bool =
+                    sqlx::query("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+                        .bind(PG_LOCK_CLASS)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .and_then(|r| r.try_get::<bool, _>(0))
+                        .map_err(query_err("take advisory lock"))?;
                 if !got {
                     return Err(StoreError::Locked {
                         holder: self.describe_pg_holder().await,
@@ -492,9 +493,10 @@ impl Store {
         let row = sqlx::query(
             "SELECT COALESCE(a.client_addr::text, 'local') || ' pid ' || l.pid::text FROM pg_locks l \
              LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.objid = ($1::bigint & 4294967295) LIMIT 1",
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+             AND l.classid::bigint = $1 AND l.objid::bigint = (hashtext(current_schema())::bigint & 4294967295) LIMIT 1",
         )
-        .bind(PG_LOCK_KEY)
+        .bind(i64::from(PG_LOCK_CLASS))
         .fetch_optional(&self.pool)
         .await;
         match row {
@@ -507,8 +509,11 @@ impl Store {
     }
 }
 
-/// Key of the PostgreSQL advisory lock ("WSYNC" in ASCII).
-const PG_LOCK_KEY: i64 = 0x0057_5359_4E43;
+/// First key of the PostgreSQL advisory lock ("WS" in ASCII); the second is
+/// a hash of the store's schema, so stores in different schemas of one
+/// database never block each other, while every instance on one store
+/// (same database and schema) contends for the same lock.
+const PG_LOCK_CLASS: i32 = 0x5753;
 /// Lease length of the SQLite lock row; renewed every third of it.
 const LEASE_MS: i64 = 30_000;
 
@@ -573,10 +578,11 @@ impl SyncLock {
         match &mut self.inner {
             LockInner::Postgres(conn) => {
                 if let Some(mut c) = conn.take() {
-                    let res = sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(PG_LOCK_KEY)
-                        .execute(&mut *c)
-                        .await;
+                    let res =
+                        sqlx::query("SELECT pg_advisory_unlock($1, hashtext(current_schema()))")
+                            .bind(PG_LOCK_CLASS)
+                            .execute(&mut *c)
+                            .await;
                     if res.is_err() {
                         c.close_on_drop();
                     }
