@@ -5,10 +5,14 @@
 
 pub mod check;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod model;
 pub mod okta;
 pub mod reconcile;
 pub mod secret;
+pub mod server;
 pub mod sim;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

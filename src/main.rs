@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use writer_sync::config::{self, Config, ConfigEnv};
+use writer_sync::daemon;
 use writer_sync::okta::OktaClient;
 use writer_sync::reconcile::report::{Report, Status};
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
@@ -102,13 +103,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if !args.once && (args.force || args.json) {
                 return Err(usage(anyhow::anyhow!("--force and --json need --once")));
             }
-            let config = load_config(&config_path, &env)?;
             if args.once {
+                let config = load_config(&config_path, &env)?;
                 run_once(config, &args).await
             } else {
-                Err(usage(anyhow::anyhow!(
-                    "the daemon mode arrives with the daemon issue"
-                )))
+                let config = config::load(&config_path, &env).map_err(usage)?;
+                let log = telemetry::init(config.log.format, &config.log.level);
+                config.okta_auth().map_err(usage)?;
+                daemon::run(config_path, env, config, log, args.dry_run)
+                    .await
+                    .map_err(Failure::from)?;
+                Ok(exit::OK)
             }
         }
         Command::Check => {

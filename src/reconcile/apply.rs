@@ -15,7 +15,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::model::{Change, TeamRef, UserRef};
 use crate::reconcile::report::change_json;
-use crate::store::{Store, StoreError, SyncLock};
+use crate::store::{LockCheck, Store, StoreError};
 
 /// Changes per transaction: small enough that a stop request or a crash
 /// loses little, large enough that commits do not dominate.
@@ -51,7 +51,7 @@ pub struct ApplyOptions<'a> {
     /// Set to stop between batches (graceful shutdown).
     pub stop: &'a AtomicBool,
     /// Checked between batches; a lost lock stops the apply.
-    pub lock: Option<&'a SyncLock>,
+    pub lock: Option<LockCheck>,
     /// Called after each committed batch with the number of changes applied
     /// so far (progress for the watchdog).
     pub progress: &'a (dyn Fn(usize) + Send + Sync),
@@ -78,7 +78,7 @@ pub async fn apply(
         if opts.stop.load(Ordering::SeqCst) {
             return (applied, Err(ApplyError::Stopped { applied }));
         }
-        if let Some(lock) = opts.lock
+        if let Some(lock) = &opts.lock
             && let Err(e) = lock.check()
         {
             return (applied, Err(e.into()));

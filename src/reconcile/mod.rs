@@ -100,6 +100,14 @@ pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
     let report = run_inner(ctx, opts, started).await;
     let counts = &report.counts;
     let fields = serde_json::to_value(counts).unwrap_or_default();
+    if report.lock_busy {
+        // Normal with several instances on one store: not an error.
+        tracing::info!(
+            error = report.error.as_deref(),
+            "sync skipped: another instance holds the store's sync lock"
+        );
+        return report;
+    }
     let level_error = matches!(report.status, Status::Failed | Status::Blocked);
     macro_rules! finished {
         ($lvl:ident) => {
@@ -145,6 +153,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         run_id,
         duration_ms: started.elapsed().as_millis() as u64,
         planned: 0,
+        lock_busy: false,
     };
     let store = &ctx.store;
 
@@ -154,9 +163,23 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
     } else {
         match store.try_lock(&ctx.holder).await {
             Ok(lock) => Some(lock),
-            Err(e) => return failed(format!("{}; nothing was applied", error_chain(&e)), None),
+            Err(e) => {
+                let mut report = failed(format!("{}; nothing was applied", error_chain(&e)), None);
+                report.lock_busy = matches!(e, crate::store::StoreError::Locked { .. });
+                return report;
+            }
         }
     };
+    if lock.is_some() {
+        match store.close_interrupted_runs().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                runs = n,
+                "marked runs of a process that died mid-run as failed"
+            ),
+            Err(e) => tracing::warn!(error = %error_chain(&e), "could not close interrupted runs"),
+        }
+    }
     let run_id = if opts.dry_run {
         None
     } else {
@@ -172,7 +195,14 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         tracing::Span::current().record("run_id", id);
     }
 
-    let mut report = observe_plan_apply(ctx, opts, lock.as_ref(), run_id, started).await;
+    let mut report = observe_plan_apply(
+        ctx,
+        opts,
+        lock.as_ref().map(|l| l.checker()),
+        run_id,
+        started,
+    )
+    .await;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(id) = run_id {
         let counts = serde_json::to_string(&report.counts).unwrap_or_default();
@@ -205,7 +235,7 @@ async fn release(lock: Option<crate::store::SyncLock>) {
 async fn observe_plan_apply(
     ctx: &SyncContext,
     opts: &RunOptions,
-    lock: Option<&crate::store::SyncLock>,
+    lock: Option<crate::store::LockCheck>,
     run_id: Option<i64>,
     started: Instant,
 ) -> Report {
@@ -219,13 +249,25 @@ async fn observe_plan_apply(
         run_id,
         duration_ms: 0,
         planned: 0,
+        lock_busy: false,
     };
 
     // Observe: Okta and the store at once; any failure means no plan at all.
-    let (okta_state, store_state) = tokio::join!(
-        observe::observe(&ctx.okta, config, opts.progress.as_ref()),
-        ctx.store.load_state()
-    );
+    // A stop request while observing ends the run at once: nothing has
+    // been written yet, so there is nothing to finish.
+    let observed = tokio::select! {
+        both = async {
+            tokio::join!(
+                observe::observe(&ctx.okta, config, opts.progress.as_ref()),
+                ctx.store.load_state()
+            )
+        } => both,
+        () = stop_requested(&opts.stop) => {
+            report.error = Some("stopped by request while reading Okta; nothing was applied".into());
+            return report;
+        }
+    };
+    let (okta_state, store_state) = observed;
     let okta_state = match okta_state {
         Ok(s) => s,
         Err(e) => {
@@ -322,6 +364,13 @@ async fn observe_plan_apply(
         }
     }
     report
+}
+
+/// Resolves once `stop` is set (polled: the flag is set from signal tasks).
+async fn stop_requested(stop: &AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn log_findings(plan: &Plan) {

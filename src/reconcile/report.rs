@@ -111,6 +111,9 @@ pub struct Report {
     pub duration_ms: u64,
     /// Changes in the plan (applied or not).
     pub planned: usize,
+    /// The run did not start because another process held the store's sync
+    /// lock (status `failed`; the daemon treats it as a skipped tick).
+    pub lock_busy: bool,
 }
 
 #[derive(Serialize)]

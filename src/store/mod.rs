@@ -294,6 +294,19 @@ impl Store {
         })
     }
 
+    /// Managed users by state: (active, inactive).
+    pub async fn managed_user_counts(&self) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(active), 0) AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM users WHERE okta_id IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("count managed users"))?;
+        let active: i64 = row.try_get(0).map_err(query_err("count managed users"))?;
+        let total: i64 = row.try_get(1).map_err(query_err("count managed users"))?;
+        Ok((active.max(0) as u64, (total - active).max(0) as u64))
+    }
+
     /// Starts a write transaction.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let tx = self.pool.begin().await.map_err(query_err("begin"))?;
@@ -312,6 +325,21 @@ impl Store {
         .await
         .and_then(|row| row.try_get::<i64, _>(0))
         .map_err(query_err("record run start"))
+    }
+
+    /// Marks runs still `running` as failed: called by the lock holder, so
+    /// any such run belongs to a process that died mid-run. Their end time
+    /// stays unknown (NULL). Returns how many were closed.
+    pub async fn close_interrupted_runs(&self) -> Result<u64, StoreError> {
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'failed', \
+             error = 'interrupted: the process ended before the run finished (the next run converges)' \
+             WHERE status = 'running'",
+        )
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(query_err("close interrupted runs"))
     }
 
     /// Records the outcome of a sync run.
@@ -563,14 +591,28 @@ enum LockInner {
     },
 }
 
-impl SyncLock {
+/// A cheap, shareable view of whether a [`SyncLock`] is still held.
+#[derive(Debug, Clone)]
+pub struct LockCheck(Option<Arc<AtomicBool>>);
+
+impl LockCheck {
     /// Fails when the lease was lost (another process may now hold the lock).
     pub fn check(&self) -> Result<(), StoreError> {
-        match &self.inner {
-            LockInner::Sqlite { lost, .. } if lost.load(Ordering::SeqCst) => {
-                Err(StoreError::LockLost)
-            }
+        match &self.0 {
+            Some(lost) if lost.load(Ordering::SeqCst) => Err(StoreError::LockLost),
             _ => Ok(()),
+        }
+    }
+}
+
+impl SyncLock {
+    /// A handle that tells whether the lock is still held. A PostgreSQL
+    /// advisory lock cannot be lost while its session lives; the SQLite lease
+    /// can, when renewals fail.
+    pub fn checker(&self) -> LockCheck {
+        match &self.inner {
+            LockInner::Sqlite { lost, .. } => LockCheck(Some(Arc::clone(lost))),
+            LockInner::Postgres(_) => LockCheck(None),
         }
     }
 

@@ -1,0 +1,559 @@
+//! `writer-sync run`: the daemon's control loop.
+//!
+//! Invariant: one `select!` over a closed set of [`Event`]s decides
+//! everything: cron ticks, SIGUSR1 (sync now), SIGHUP (reload), SIGTERM/SIGINT
+//! (shutdown), the watchdog, and the end of a run. At most one run is in
+//! flight; a tick or SIGUSR1 during a run is coalesced into one follow-up
+//! run. Okta or the store being unreachable never ends the loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Config, ConfigEnv, CronSchedule};
+use crate::metrics::Metrics;
+use crate::okta::OktaClient;
+use crate::reconcile::report::{Report, Status};
+use crate::reconcile::{self, RunOptions, SyncContext, Trigger, error_chain};
+use crate::server;
+use crate::store::Store;
+use crate::systemd;
+use crate::telemetry::LogHandle;
+
+/// How long a graceful shutdown waits for the current run's batch to commit
+/// before giving up and exiting anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the daemon could not start (it never stops for Okta or store trouble
+/// once running).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The Okta client could not be built from the config.
+    #[error("cannot set up the Okta client")]
+    Okta(#[source] crate::okta::from_config::ClientSetupError),
+    /// Installing a signal handler failed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    /// The HTTP server could not bind `server.listen`.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A second shutdown signal arrived while the run was finishing.
+    #[error("stopped at once by a second signal")]
+    Forced,
+}
+
+/// What the loop reacts to.
+#[derive(Debug)]
+enum Event {
+    /// The schedule (or a retry after failures) says run now.
+    Tick(Trigger),
+    /// SIGUSR1.
+    RunNow,
+    /// SIGHUP.
+    Reload,
+    /// SIGTERM or SIGINT.
+    Shutdown,
+    /// Time to tell systemd we are alive (if we are).
+    Watchdog,
+    /// The run in flight ended.
+    RunDone(Box<Report>),
+}
+
+/// State shared with the HTTP server.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub store: RwLock<Option<Store>>,
+    /// A run that failed longer than this after the last success (or start)
+    /// makes `/readyz` fail: three schedule periods.
+    pub unready_after: RwLock<Duration>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. `config` is already validated.
+pub async fn run(
+    config_path: PathBuf,
+    env: ConfigEnv,
+    config: Config,
+    log: LogHandle,
+    dry_run: bool,
+) -> Result<(), DaemonError> {
+    // Signal streams are created first so no signal is lost once READY.
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        metrics: Arc::clone(&metrics),
+        store: RwLock::new(None),
+        unready_after: RwLock::new(unready_after(&config.sync.schedule)),
+    });
+    let mut config = Arc::new(config);
+    let mut okta = OktaClient::from_config(&config).map_err(DaemonError::Okta)?;
+    let _server = match config.server.listen {
+        Some(addr) => Some(
+            server::start(addr, Arc::clone(&shared))
+                .await
+                .map_err(|source| DaemonError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let holder = reconcile::holder_id();
+    tracing::info!(
+        config = %config_path.display(),
+        store = %config.store.url,
+        schedule = config.sync.schedule.expr(),
+        dry_run,
+        holder = %holder,
+        "writer-sync daemon starting"
+    );
+
+    // The store: connect and migrate before READY; keep trying (with
+    // backoff) while it is unreachable, but stay stoppable.
+    let mut attempt = 0u32;
+    let store = loop {
+        match Store::connect(&config.store.url).await {
+            Ok(store) => break store,
+            Err(e) => {
+                attempt += 1;
+                let wait = failure_backoff(attempt);
+                tracing::error!(error = %error_chain(&e), retry_in_s = wait.as_secs(), "store unreachable at start");
+                systemd::status(&format!("waiting for the store: {}", error_chain(&e)));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = term.recv() => return Ok(()),
+                    _ = int.recv() => return Ok(()),
+                }
+            }
+        }
+    };
+    *shared
+        .store
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store.clone());
+    let mut store = store;
+    if let Ok((active, inactive)) = store.managed_user_counts().await {
+        metrics.set_managed_users(active, inactive);
+    }
+    systemd::ready();
+    systemd::status(&format!(
+        "ready; next run {}",
+        describe_next(&config, Utc::now())
+    ));
+
+    let progress = Arc::new(AtomicUsize::new(0));
+    let watchdog = systemd::watchdog_interval();
+    let mut watchdog_timer = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_progress_seen = u64::MAX;
+
+    let mut next_run: DateTime<Utc> = if config.sync.run_on_start {
+        Utc::now()
+    } else {
+        next_tick(&config.sync.schedule, Utc::now())
+    };
+    let mut next_trigger = if config.sync.run_on_start {
+        Trigger::Start
+    } else {
+        Trigger::Schedule
+    };
+    let mut running: Option<(JoinHandle<Report>, Arc<std::sync::atomic::AtomicBool>)> = None;
+    let mut pending: Option<Trigger> = None;
+    let mut failures = 0u32;
+
+    loop {
+        let sleep_for = (next_run - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let event = tokio::select! {
+            _ = tokio::time::sleep(sleep_for), if running.is_none() => Event::Tick(next_trigger),
+            _ = usr1.recv() => Event::RunNow,
+            _ = hup.recv() => Event::Reload,
+            _ = term.recv() => Event::Shutdown,
+            _ = int.recv() => Event::Shutdown,
+            _ = watchdog_timer.tick(), if watchdog.is_some() => Event::Watchdog,
+            done = async { running.as_mut().map(|(h, _)| h).expect("guarded by if").await }, if running.is_some() => {
+                running = None;
+                match done {
+                    Ok(report) => Event::RunDone(Box::new(report)),
+                    Err(e) => {
+                        // A panic in a run is a bug; report it as a failed run.
+                        tracing::error!(error = %e, "sync task panicked");
+                        Event::RunDone(Box::new(panicked_report(e.to_string())))
+                    }
+                }
+            }
+        };
+        match event {
+            Event::Tick(trigger) => {
+                running = Some(spawn_run(
+                    &config, &store, &okta, &holder, trigger, dry_run, &progress,
+                ));
+                // The tick is consumed: the next one is the following slot.
+                next_run = next_tick(&config.sync.schedule, Utc::now());
+                systemd::status(&format!("syncing ({})", trigger.as_str()));
+            }
+            Event::RunNow => {
+                if running.is_some() {
+                    tracing::info!("SIGUSR1 during a run: one more run follows it");
+                    pending = Some(Trigger::Signal);
+                } else {
+                    tracing::info!("SIGUSR1: syncing now");
+                    running = Some(spawn_run(
+                        &config,
+                        &store,
+                        &okta,
+                        &holder,
+                        Trigger::Signal,
+                        dry_run,
+                        &progress,
+                    ));
+                }
+            }
+            Event::Reload => match reload(&config_path, &env, &config, &log).await {
+                Ok((new_config, new_store)) => {
+                    match OktaClient::from_config(&new_config) {
+                        Ok(client) => {
+                            metrics.set_okta_stats(okta.stats());
+                            metrics.retire_okta_client();
+                            okta = client;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %error_chain(&e), "reloaded config rejected: keeping the old one");
+                            continue;
+                        }
+                    }
+                    if let Some(s) = new_store {
+                        store = s;
+                        *shared
+                            .store
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(store.clone());
+                    }
+                    *shared
+                        .unready_after
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        unready_after(&new_config.sync.schedule);
+                    config = Arc::new(new_config);
+                    if running.is_none() {
+                        next_run = next_tick(&config.sync.schedule, Utc::now());
+                        next_trigger = Trigger::Schedule;
+                    }
+                    tracing::info!(schedule = config.sync.schedule.expr(), "config reloaded");
+                    systemd::status(&format!(
+                        "config reloaded; next run {}",
+                        describe_next(&config, Utc::now())
+                    ));
+                }
+                Err(why) => {
+                    tracing::error!(error = %why, "config reload failed: keeping the old config");
+                }
+            },
+            Event::Shutdown => {
+                systemd::stopping();
+                match running.take() {
+                    None => {
+                        tracing::info!("stopping: no run in flight");
+                        break;
+                    }
+                    Some((handle, stop)) => {
+                        tracing::info!("stopping: letting the current batch commit");
+                        stop.store(true, Ordering::SeqCst);
+                        let second = async {
+                            tokio::select! {
+                                _ = term.recv() => {}
+                                _ = int.recv() => {}
+                            }
+                        };
+                        tokio::select! {
+                            done = tokio::time::timeout(SHUTDOWN_GRACE, handle) => {
+                                match done {
+                                    Ok(Ok(report)) => {
+                                        metrics.record_run(&report);
+                                    }
+                                    Ok(Err(e)) => tracing::error!(error = %e, "sync task panicked during shutdown"),
+                                    Err(_) => tracing::error!(grace_s = SHUTDOWN_GRACE.as_secs(), "the run did not stop in time; exiting (the store rolls back the open transaction)"),
+                                }
+                            }
+                            _ = second => {
+                                tracing::warn!("second stop signal: exiting now");
+                                return Err(DaemonError::Forced);
+                            }
+                        }
+                        break;
+                    }
+                }
+            }
+            Event::Watchdog => {
+                // Alive: the loop turned. Making progress: idle, or the run
+                // did some Okta request or store batch since the last ping.
+                let now_progress = progress.load(Ordering::Relaxed) as u64
+                    + okta.stats().requests.values().sum::<u64>();
+                if running.is_none() || now_progress != last_progress_seen {
+                    systemd::watchdog();
+                    last_progress_seen = now_progress;
+                } else {
+                    tracing::warn!(
+                        "no progress since the last watchdog ping; withholding WATCHDOG=1"
+                    );
+                }
+            }
+            Event::RunDone(report) => {
+                metrics.record_run(&report);
+                metrics.set_okta_stats(okta.stats());
+                if let Ok((active, inactive)) = store.managed_user_counts().await {
+                    metrics.set_managed_users(active, inactive);
+                }
+                let now = Utc::now();
+                if report.status == Status::Failed && !report.lock_busy {
+                    failures += 1;
+                } else {
+                    failures = 0;
+                }
+                systemd::status(&status_line(&report, now));
+                let tick_passed = next_run <= now;
+                if let Some(trigger) = pending.take() {
+                    // SIGUSR1 during the run.
+                    next_run = now;
+                    next_trigger = trigger;
+                } else if tick_passed && failures == 0 && !report.lock_busy {
+                    // Ticks that came during the run coalesce into one run now.
+                    next_run = now;
+                    next_trigger = Trigger::Schedule;
+                } else {
+                    next_run = next_run_after(&config.sync.schedule, now, failures);
+                    next_trigger = Trigger::Schedule;
+                    if failures > 0 {
+                        tracing::warn!(
+                            consecutive_failures = failures,
+                            next_run = %next_run.to_rfc3339(),
+                            "run failed; retrying at the next tick after backoff"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    store.close().await;
+    tracing::info!("writer-sync daemon stopped");
+    Ok(())
+}
+
+fn spawn_run(
+    config: &Arc<Config>,
+    store: &Store,
+    okta: &OktaClient,
+    holder: &str,
+    trigger: Trigger,
+    dry_run: bool,
+    progress: &Arc<AtomicUsize>,
+) -> (JoinHandle<Report>, Arc<std::sync::atomic::AtomicBool>) {
+    let ctx = SyncContext {
+        config: Arc::clone(config),
+        store: store.clone(),
+        okta: okta.clone(),
+        holder: holder.to_owned(),
+    };
+    let mut opts = RunOptions::new(trigger);
+    opts.dry_run = dry_run;
+    let counter = Arc::clone(progress);
+    opts.progress = Arc::new(move |n| {
+        counter.fetch_add(n.max(1), Ordering::Relaxed);
+    });
+    let stop = Arc::clone(&opts.stop);
+    (
+        tokio::spawn(async move { reconcile::run_once(&ctx, &opts).await }),
+        stop,
+    )
+}
+
+/// Re-reads and validates the config. Returns the new config and, when the
+/// store URL changed, the new store (connected and migrated).
+async fn reload(
+    path: &std::path::Path,
+    env: &ConfigEnv,
+    old: &Config,
+    log: &LogHandle,
+) -> Result<(Config, Option<Store>), String> {
+    let env = ConfigEnv {
+        // The token file or credential may have been rotated: re-read them,
+        // but keep the environment the process started with.
+        ..env.clone()
+    };
+    let new = config::load(path, &env).map_err(|e| error_chain(&e))?;
+    let store = if new.store.url != old.store.url {
+        Some(
+            Store::connect(&new.store.url)
+                .await
+                .map_err(|e| format!("new store.url unusable: {}", error_chain(&e)))?,
+        )
+    } else {
+        None
+    };
+    if new.server.listen != old.server.listen {
+        tracing::warn!("server.listen changed: restart writer-sync to move the HTTP server");
+    }
+    log.set_level(&new.log.level)
+        .map_err(|e| format!("log.level: {e}"))?;
+    Ok((new, store))
+}
+
+fn next_tick(schedule: &CronSchedule, now: DateTime<Utc>) -> DateTime<Utc> {
+    schedule
+        .next_after(now)
+        .unwrap_or_else(|| now + chrono::Duration::days(365))
+}
+
+/// Backoff after `failures` consecutive failed runs: 30 s, 1, 2, 4 … min,
+/// at most 30 min.
+pub fn failure_backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(6);
+    Duration::from_secs((30u64 << exp).min(1800))
+}
+
+/// When to run next: the next cron tick, but after consecutive failures not
+/// before the backoff has passed (the first tick at or after it).
+pub fn next_run_after(schedule: &CronSchedule, now: DateTime<Utc>, failures: u32) -> DateTime<Utc> {
+    if failures == 0 {
+        return next_tick(schedule, now);
+    }
+    let not_before =
+        now + chrono::Duration::from_std(failure_backoff(failures)).unwrap_or_default();
+    next_tick(schedule, not_before - chrono::Duration::seconds(1))
+}
+
+/// Three schedule periods (measured between the next two ticks), at least
+/// one minute.
+fn unready_after(schedule: &CronSchedule) -> Duration {
+    let now = Utc::now();
+    let a = next_tick(schedule, now);
+    let b = next_tick(schedule, a);
+    ((b - a).to_std().unwrap_or(Duration::from_secs(600)) * 3).max(Duration::from_secs(60))
+}
+
+fn describe_next(config: &Config, now: DateTime<Utc>) -> String {
+    if config.sync.run_on_start {
+        "now".into()
+    } else {
+        next_tick(&config.sync.schedule, now)
+            .format("%H:%M:%S UTC")
+            .to_string()
+    }
+}
+
+/// The systemd STATUS= line after a run, e.g.
+/// `last run ok 12:00:03, +3 users, 1 deactivated`.
+pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
+    let c = &report.counts;
+    let mut parts = Vec::new();
+    if c.users_created > 0 {
+        parts.push(format!("+{} users", c.users_created));
+    }
+    if c.users_deactivated > 0 {
+        parts.push(format!("{} deactivated", c.users_deactivated));
+    }
+    if c.users_reactivated > 0 {
+        parts.push(format!("{} reactivated", c.users_reactivated));
+    }
+    if c.users_updated > 0 {
+        parts.push(format!("{} updated", c.users_updated));
+    }
+    let memberships = c.memberships_added + c.memberships_removed + c.roles_changed;
+    if memberships > 0 {
+        parts.push(format!("{memberships} membership changes"));
+    }
+    if parts.is_empty() {
+        parts.push("no changes".into());
+    }
+    let status = if report.lock_busy {
+        "skipped (lock held elsewhere)"
+    } else {
+        report.status.as_str()
+    };
+    let mut line = format!(
+        "last run {status} {}, {}",
+        now.format("%H:%M:%S"),
+        parts.join(", ")
+    );
+    if let Some(e) = &report.error {
+        let short: String = e.chars().take(120).collect();
+        line.push_str(&format!(" — {short}"));
+    }
+    line
+}
+
+fn panicked_report(message: String) -> Report {
+    Report {
+        status: Status::Failed,
+        counts: Default::default(),
+        changes: Vec::new(),
+        findings: Vec::new(),
+        error: Some(format!("the sync task panicked: {message}")),
+        run_id: None,
+        duration_ms: 0,
+        planned: 0,
+        lock_busy: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(failure_backoff(1), Duration::from_secs(30));
+        assert_eq!(failure_backoff(2), Duration::from_secs(60));
+        assert_eq!(failure_backoff(4), Duration::from_secs(240));
+        assert_eq!(failure_backoff(20), Duration::from_secs(1800));
+    }
+
+    #[test]
+    fn failed_runs_wait_for_the_first_tick_after_the_backoff() {
+        let every_minute = CronSchedule::parse("* * * * *").unwrap();
+        let now = t("2026-01-01T00:00:10Z");
+        assert_eq!(
+            next_run_after(&every_minute, now, 0),
+            t("2026-01-01T00:01:00Z")
+        );
+        // 1 failure: 30 s backoff, next tick 00:01 is after it.
+        assert_eq!(
+            next_run_after(&every_minute, now, 1),
+            t("2026-01-01T00:01:00Z")
+        );
+        // 3 failures: 2 min backoff (00:02:10) => tick 00:03.
+        assert_eq!(
+            next_run_after(&every_minute, now, 3),
+            t("2026-01-01T00:03:00Z")
+        );
+        // With a 10-minute schedule the backoff rarely matters.
+        let ten = CronSchedule::parse("*/10 * * * *").unwrap();
+        assert_eq!(next_run_after(&ten, now, 3), t("2026-01-01T00:10:00Z"));
+    }
+
+    #[test]
+    fn status_line_reads_like_a_sentence() {
+        let mut r = panicked_report(String::new());
+        r.status = Status::Ok;
+        r.error = None;
+        r.counts.users_created = 3;
+        r.counts.users_deactivated = 1;
+        assert_eq!(
+            status_line(&r, t("2026-01-01T12:00:03Z")),
+            "last run ok 12:00:03, +3 users, 1 deactivated"
+        );
+    }
+}

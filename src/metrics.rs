@@ -1,0 +1,321 @@
+//! Process metrics and their Prometheus text exposition.
+//!
+//! Invariant: metrics are updated only from finished runs and from the Okta
+//! client's own counters; rendering reads a consistent snapshot and never
+//! blocks a run for longer than a map copy.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::okta::OktaStats;
+use crate::reconcile::report::{Report, Status};
+
+/// Upper bounds (seconds) of the run-duration histogram buckets.
+const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0];
+
+#[derive(Debug, Default)]
+struct State {
+    runs: BTreeMap<&'static str, u64>,
+    runs_skipped_locked: u64,
+    duration_buckets: [u64; DURATION_BUCKETS.len()],
+    duration_sum: f64,
+    duration_count: u64,
+    last_duration: f64,
+    changes: BTreeMap<&'static str, u64>,
+    last_success: Option<f64>,
+    last_run_end: Option<f64>,
+    last_status: Option<&'static str>,
+    blocked: bool,
+    managed_active: Option<u64>,
+    managed_inactive: Option<u64>,
+    /// Okta request counts of clients replaced by a config reload.
+    okta_retired: BTreeMap<(String, String), u64>,
+    okta_retired_429: u64,
+    okta_current: Option<OktaStats>,
+    started: f64,
+}
+
+/// The metrics of this process.
+#[derive(Debug)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics {
+            state: Mutex::new(State {
+                started: unix_now(),
+                ..State::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a finished run.
+    pub fn record_run(&self, report: &Report) {
+        let mut s = self.state();
+        let now = unix_now();
+        if report.lock_busy {
+            s.runs_skipped_locked += 1;
+            return;
+        }
+        *s.runs.entry(report.status.as_str()).or_default() += 1;
+        let secs = report.duration_ms as f64 / 1000.0;
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                s.duration_buckets[i] += 1;
+            }
+        }
+        s.duration_sum += secs;
+        s.duration_count += 1;
+        s.last_duration = secs;
+        s.last_run_end = Some(now);
+        s.last_status = Some(report.status.as_str());
+        s.blocked = report.status == Status::Blocked;
+        if report.status == Status::Ok {
+            s.last_success = Some(now);
+        }
+        if matches!(report.status, Status::Ok | Status::Failed) {
+            for change in &report.changes {
+                *s.changes.entry(change.kind()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Records the managed-user gauge (read from the store after a run).
+    pub fn set_managed_users(&self, active: u64, inactive: u64) {
+        let mut s = self.state();
+        s.managed_active = Some(active);
+        s.managed_inactive = Some(inactive);
+    }
+
+    /// The latest counters of the current Okta client.
+    pub fn set_okta_stats(&self, stats: OktaStats) {
+        self.state().okta_current = Some(stats);
+    }
+
+    /// Folds the current client's counters into the process totals before
+    /// a reload replaces the client, so counters never go backwards.
+    pub fn retire_okta_client(&self) {
+        let mut s = self.state();
+        if let Some(stats) = s.okta_current.take() {
+            for ((family, status), n) in &stats.requests {
+                *s.okta_retired
+                    .entry((family.as_str().to_owned(), status.clone()))
+                    .or_default() += n;
+            }
+            s.okta_retired_429 += stats.rate_limited;
+        }
+    }
+
+    /// Unix time of the last successful run, if any.
+    pub fn last_success(&self) -> Option<f64> {
+        self.state().last_success
+    }
+
+    /// Status of the last finished run and when the process started.
+    pub fn last_status(&self) -> (Option<&'static str>, f64) {
+        let s = self.state();
+        (s.last_status, s.started)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let s = self.state();
+        let now = unix_now();
+        let mut out = String::new();
+        let mut push = |line: String| {
+            out.push_str(&line);
+            out.push('\n');
+        };
+        let header = |name: &str, kind: &str, help: &str| {
+            format!("# HELP {name} {help}\n# TYPE {name} {kind}")
+        };
+
+        push(header(
+            "writer_sync_build_info",
+            "gauge",
+            "Build information.",
+        ));
+        push(format!(
+            "writer_sync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ));
+
+        push(header(
+            "writer_sync_runs_total",
+            "counter",
+            "Sync runs by outcome.",
+        ));
+        for status in ["ok", "failed", "blocked", "dry_run"] {
+            push(format!(
+                "writer_sync_runs_total{{status=\"{status}\"}} {}",
+                s.runs.get(status).copied().unwrap_or(0)
+            ));
+        }
+        push(header(
+            "writer_sync_runs_skipped_total",
+            "counter",
+            "Scheduled runs skipped because another instance held the store's sync lock.",
+        ));
+        push(format!(
+            "writer_sync_runs_skipped_total {}",
+            s.runs_skipped_locked
+        ));
+
+        push(header(
+            "writer_sync_run_duration_seconds",
+            "histogram",
+            "Duration of sync runs.",
+        ));
+        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
+            push(format!(
+                "writer_sync_run_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                s.duration_buckets[i]
+            ));
+        }
+        push(format!(
+            "writer_sync_run_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            s.duration_count
+        ));
+        push(format!(
+            "writer_sync_run_duration_seconds_sum {}",
+            s.duration_sum
+        ));
+        push(format!(
+            "writer_sync_run_duration_seconds_count {}",
+            s.duration_count
+        ));
+        push(header(
+            "writer_sync_last_run_duration_seconds",
+            "gauge",
+            "Duration of the last run.",
+        ));
+        push(format!(
+            "writer_sync_last_run_duration_seconds {}",
+            s.last_duration
+        ));
+
+        push(header(
+            "writer_sync_changes_applied_total",
+            "counter",
+            "Changes applied to the store, by kind.",
+        ));
+        for kind in [
+            "user_created",
+            "user_updated",
+            "user_deactivated",
+            "user_reactivated",
+            "user_linked",
+            "membership_added",
+            "membership_removed",
+            "role_changed",
+            "team_linked",
+            "team_created",
+        ] {
+            push(format!(
+                "writer_sync_changes_applied_total{{kind=\"{kind}\"}} {}",
+                s.changes.get(kind).copied().unwrap_or(0)
+            ));
+        }
+
+        push(header(
+            "writer_sync_okta_requests_total",
+            "counter",
+            "Okta requests by endpoint family and HTTP status (\"error\" = no response).",
+        ));
+        let mut requests = s.okta_retired.clone();
+        let mut limited = s.okta_retired_429;
+        if let Some(stats) = &s.okta_current {
+            for ((family, status), n) in &stats.requests {
+                *requests
+                    .entry((family.as_str().to_owned(), status.clone()))
+                    .or_default() += n;
+            }
+            limited += stats.rate_limited;
+        }
+        for ((family, status), n) in &requests {
+            push(format!(
+                "writer_sync_okta_requests_total{{family=\"{family}\",status=\"{status}\"}} {n}"
+            ));
+        }
+        push(header(
+            "writer_sync_okta_rate_limited_total",
+            "counter",
+            "Okta 429 responses.",
+        ));
+        push(format!("writer_sync_okta_rate_limited_total {limited}"));
+        push(header(
+            "writer_sync_okta_rate_limit_remaining",
+            "gauge",
+            "X-Rate-Limit-Remaining last seen, by endpoint family.",
+        ));
+        if let Some(stats) = &s.okta_current {
+            for (family, headers) in &stats.rate_limit {
+                if let Some(remaining) = headers.remaining {
+                    push(format!(
+                        "writer_sync_okta_rate_limit_remaining{{family=\"{}\"}} {remaining}",
+                        family.as_str()
+                    ));
+                }
+            }
+        }
+
+        push(header(
+            "writer_sync_last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful run (0 = none yet).",
+        ));
+        push(format!(
+            "writer_sync_last_success_timestamp_seconds {}",
+            s.last_success.unwrap_or(0.0)
+        ));
+        push(header(
+            "writer_sync_seconds_since_last_success",
+            "gauge",
+            "Seconds since the last successful run (since process start when there was none).",
+        ));
+        push(format!(
+            "writer_sync_seconds_since_last_success {:.3}",
+            now - s.last_success.unwrap_or(s.started)
+        ));
+        push(header(
+            "writer_sync_managed_users",
+            "gauge",
+            "Users managed by writer-sync, by state.",
+        ));
+        if let (Some(a), Some(i)) = (s.managed_active, s.managed_inactive) {
+            push(format!("writer_sync_managed_users{{state=\"active\"}} {a}"));
+            push(format!(
+                "writer_sync_managed_users{{state=\"inactive\"}} {i}"
+            ));
+        }
+        push(header(
+            "writer_sync_plan_blocked",
+            "gauge",
+            "1 when the last run was blocked by the safety guard.",
+        ));
+        push(format!("writer_sync_plan_blocked {}", u8::from(s.blocked)));
+        out
+    }
+}

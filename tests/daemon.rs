@@ -1,0 +1,489 @@
+//! The daemon as ops run it: the real binary, signals, the HTTP endpoints,
+//! the systemd notify socket, and two instances on one store.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use writer_sync::sim::org::Org;
+use writer_sync::sim::{SimHandle, SimOptions, Simulator};
+use writer_sync::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
+
+fn sample() -> Org {
+    Org::sample()
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// A plain HTTP/1.0 GET on loopback: status and body.
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let port = self.port;
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+            let mut raw = String::new();
+            conn.read_to_string(&mut raw).ok()?;
+            let (head, body) = raw.split_once("\r\n\r\n")?;
+            let status = head.split(' ').nth(1)?.parse().ok()?;
+            Some((status, body.to_owned()))
+        })
+        .await
+        .ok()?
+    }
+
+    /// Waits until `path` answers 200, or panics after `limit`.
+    async fn wait_http(&self, path: &str, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some((200, _)) = self.get(path).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never answered 200");
+    }
+
+    /// The value of one metric sample (`name{labels}`), if present.
+    async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, text) = self.get("/metrics").await?;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits for the process to exit; returns its code and stderr.
+    fn wait_exit(mut self, limit: Duration) -> (Option<i32>, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code(), err);
+            }
+            assert!(
+                start.elapsed() < limit,
+                "daemon did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Setup {
+    sim: SimHandle,
+    db: common::TestDb,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(db: common::TestDb) -> Setup {
+        let sim = Simulator::start(sample(), SimOptions::default())
+            .await
+            .unwrap();
+        Setup {
+            sim,
+            db,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self, name: &str, schedule: &str, run_on_start: bool, port: u16) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[okta]\norg_url = \"{}\"\napp_id = \"{}\"\nrequest_timeout = \"5s\"\n\n[store]\nurl = \"{}\"\nwrites_per_second = 0\n\n\
+                 [sync]\nschedule = \"{schedule}\"\nrun_on_start = {run_on_start}\n\n[teams]\ncreate_missing = true\n\n\
+                 [safety]\nmax_deactivations_percent = 100\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+                self.sim.url().as_str().trim_end_matches('/'),
+                self.sim.app_id(),
+                self.db.config_url,
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn spawn(&self, config: &PathBuf, port: u16, notify: Option<&PathBuf>) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("WRITER_SYNC_OKTA_API_TOKEN", self.sim.token())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(sock) = notify {
+            cmd.env("NOTIFY_SOCKET", sock);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            port,
+        }
+    }
+}
+
+/// Checks every line of a Prometheus text exposition: comments are HELP or
+/// TYPE, samples are `name{labels} value` with a float value.
+fn assert_prometheus_text(text: &str) {
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let name = parts.next().unwrap();
+            let kind = parts.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample: {line}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| typed.contains(*b)))
+            .unwrap_or(name);
+        assert!(typed.contains(base), "sample without TYPE: {line}");
+    }
+}
+
+both_backends!(
+    sigusr1_triggers_a_run_and_metrics_move,
+    |db: common::TestDb| async move {
+        let s = Setup::new(db).await;
+        let port = free_port();
+        let config = s.config("c.toml", "0 0 1 1 *", false, port);
+        let d = s.spawn(&config, port, None);
+        d.wait_http("/healthz", Duration::from_secs(20)).await;
+        let (_, text) = d.get("/metrics").await.unwrap();
+        assert_prometheus_text(&text);
+        assert_eq!(
+            d.metric("writer_sync_runs_total{status=\"ok\"}").await,
+            Some(0.0)
+        );
+        d.signal("USR1");
+        let start = Instant::now();
+        while d.metric("writer_sync_runs_total{status=\"ok\"}").await != Some(1.0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "SIGUSR1 did not run a sync"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (_, text) = d.get("/metrics").await.unwrap();
+        assert_prometheus_text(&text);
+        assert!(
+            d.metric("writer_sync_changes_applied_total{kind=\"user_created\"}")
+                .await
+                .unwrap()
+                > 0.0
+        );
+        assert!(
+            d.metric("writer_sync_okta_requests_total{family=\"apps\",status=\"200\"}")
+                .await
+                .unwrap()
+                > 0.0
+        );
+        assert!(
+            d.metric("writer_sync_managed_users{state=\"active\"}")
+                .await
+                .unwrap()
+                > 0.0
+        );
+        assert_eq!(d.get("/readyz").await.unwrap().0, 200);
+        d.signal("TERM");
+        let (code, _) = d.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        s.sim.shutdown().await;
+    }
+);
+
+both_backends!(
+    sighup_with_a_broken_config_keeps_the_old_one,
+    |db: common::TestDb| async move {
+        let s = Setup::new(db).await;
+        let port = free_port();
+        let config = s.config("c.toml", "0 0 1 1 *", false, port);
+        let d = s.spawn(&config, port, None);
+        d.wait_http("/healthz", Duration::from_secs(20)).await;
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config).unwrap() + "\n[sync]\nschedule = \"nonsense\"\n",
+        )
+        .unwrap();
+        d.signal("HUP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Still alive and still syncing with the old config.
+        d.signal("USR1");
+        let start = Instant::now();
+        while d.metric("writer_sync_runs_total{status=\"ok\"}").await != Some(1.0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no run after a failed reload"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        d.signal("TERM");
+        let (code, stderr) = d.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        assert!(
+            stderr.contains("config reload failed: keeping the old config"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(s.sim.token()), "token leaked");
+        s.sim.shutdown().await;
+    }
+);
+
+both_backends!(
+    sigterm_during_a_slow_run_exits_cleanly,
+    |db: common::TestDb| async move {
+        let s = Setup::new(db).await;
+        s.sim
+            .set_latency(Duration::from_millis(700), Duration::ZERO);
+        let port = free_port();
+        let config = s.config("c.toml", "0 0 1 1 *", true, port);
+        let d = s.spawn(&config, port, None);
+        d.wait_http("/healthz", Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let asked = Instant::now();
+        d.signal("TERM");
+        let (code, stderr) = d.wait_exit(Duration::from_secs(40));
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            asked.elapsed()
+        );
+        // The store is consistent and the next run converges.
+        s.sim.set_latency(Duration::ZERO, Duration::ZERO);
+        let store = Store::connect(&s.db.url).await.unwrap();
+        let runs = store.recent_runs(5).await.unwrap();
+        assert!(runs.iter().all(|r| r.status != "running"), "{runs:?}");
+        store.close().await;
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--once", "--json"])
+            .env("WRITER_SYNC_OKTA_API_TOKEN", s.sim.token())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s.sim.shutdown().await;
+    }
+);
+
+both_backends!(
+    notify_socket_sees_ready_status_and_stopping_in_order,
+    |db: common::TestDb| async move {
+        let s = Setup::new(db).await;
+        let sock_path = s.dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&sock_path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let port = free_port();
+        let config = s.config("c.toml", "0 0 1 1 *", true, port);
+        let d = s.spawn(&config, port, Some(&sock_path));
+        let mut messages = Vec::new();
+        let mut buf = [0u8; 4096];
+        let start = Instant::now();
+        let mut sent_term = false;
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                if msg.starts_with("STATUS=last run") && !sent_term {
+                    d.signal("TERM");
+                    sent_term = true;
+                }
+                let stop = msg.contains("STOPPING=1");
+                messages.push(msg);
+                if stop {
+                    break;
+                }
+            }
+        }
+        let (code, _) = d.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        let pos = |needle: &str| {
+            messages
+                .iter()
+                .position(|m| m.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not in {messages:?}"))
+        };
+        assert!(pos("READY=1") < pos("STATUS=last run ok"), "{messages:?}");
+        assert!(
+            pos("STATUS=last run ok") < pos("STOPPING=1"),
+            "{messages:?}"
+        );
+        s.sim.shutdown().await;
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_postgres_store_never_overlap_and_the_survivor_takes_over() {
+    let Some(db) = common::TestDb::new(common::Kind::Postgres, "ha").await else {
+        return;
+    };
+    let s = Setup::new(db).await;
+    let (pa, pb) = (free_port(), free_port());
+    let ca = s.config("a.toml", "* * * * * *", true, pa);
+    let cb = s.config("b.toml", "* * * * * *", true, pb);
+    let a = s.spawn(&ca, pa, None);
+    let b = s.spawn(&cb, pb, None);
+    a.wait_http("/healthz", Duration::from_secs(20)).await;
+    b.wait_http("/healthz", Duration::from_secs(20)).await;
+    // Keep Okta changing so runs keep applying something.
+    let user = s.sim.org(|o| o.app_user_ids()[0].clone());
+    let flip = |i: usize| {
+        s.sim.org_mut(|o| {
+            o.set_user_attr(&user, "lastName", json!(format!("Flip{i}")))
+                .unwrap()
+        });
+    };
+    for i in 0..8 {
+        flip(i);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    // Kill the instance that ran last (the one most likely to lead).
+    let store = Store::connect(&s.db.url).await.unwrap();
+    let last_holder = store.recent_runs(1).await.unwrap()[0].holder.clone();
+    let (victim, survivor) = if last_holder.ends_with(&format!(":{}", a.pid())) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let victim_pid = victim.pid();
+    let killed_at = writer_sync::store::now_ms();
+    drop(victim); // SIGKILL
+    for i in 8..14 {
+        flip(i);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    let audit = store.audit_log().await.unwrap();
+    // Runs never interleave: each run's audit rows are contiguous.
+    let mut seen = std::collections::HashSet::new();
+    let mut last = None;
+    for row in &audit {
+        if row.run_id != last {
+            assert!(
+                seen.insert(row.run_id),
+                "run {:?} interleaved with another",
+                row.run_id
+            );
+            last = row.run_id;
+        }
+    }
+    // Runs never overlap in time either.
+    let mut runs = store.recent_runs(500).await.unwrap();
+    runs.reverse();
+    for pair in runs.windows(2) {
+        // A run of the killed process has no end time: it is closed as
+        // interrupted by the next lock holder.
+        match pair[0].finished_at {
+            Some(end) => assert!(
+                end <= pair[1].started_at,
+                "runs overlap: {:?} and {:?}",
+                pair[0],
+                pair[1]
+            ),
+            None => assert!(
+                pair[0]
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("interrupted")),
+                "{:?}",
+                pair[0]
+            ),
+        }
+    }
+    assert!(
+        runs.iter()
+            .any(|r| r.holder.ends_with(&format!(":{victim_pid}"))),
+        "the killed instance never ran"
+    );
+    let survivor_pid = survivor.pid();
+    assert!(
+        runs.iter()
+            .any(|r| r.holder.ends_with(&format!(":{survivor_pid}"))
+                && r.started_at > killed_at
+                && r.status == "ok"),
+        "the survivor did not take over: {runs:?}"
+    );
+    store.close().await;
+    survivor.signal("TERM");
+    let (code, _) = survivor.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+    s.sim.shutdown().await;
+}
