@@ -797,7 +797,9 @@ fn mentions_time(description: &str) -> bool {
         "expired",
         "expiration",
         "future",
-        "iat",
+        "'iat'",
+        "\"iat\"",
+        "iat claim",
         "'exp'",
         "\"exp\"",
         "exp claim",
@@ -980,6 +982,7 @@ mod tests {
         assert!(mentions_time("The 'iat' claim is in the future"));
         assert!(!mentions_time("The client_assertion signature is invalid."));
         assert!(!mentions_time("Invalid value for 'client_id' parameter."));
+        assert!(!mentions_time("Not appropriate for this client."));
     }
 
     #[test]
