@@ -4,9 +4,10 @@
 //!
 //! Invariant: never writes anywhere; each probe reports instead of failing.
 
-use crate::config::{Config, PushGroups};
+use crate::config::{Config, OktaAuth, PushGroups};
 use crate::okta::OktaClient;
-use crate::okta::oauth::{AuthInfo, TokenInfo};
+use crate::okta::error::OktaError;
+use crate::okta::oauth::{AuthInfo, OAuthError, TokenInfo};
 use crate::reconcile::error_chain;
 
 /// One line of the `check` output.
@@ -33,6 +34,27 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
                 ok: false,
                 detail: error_chain(&e),
             });
+            let wrong_key = matches!(&e, OktaError::OAuth(inner)
+                if matches!(**inner, OAuthError::InvalidClient { .. }));
+            if wrong_key
+                && let Ok(OktaAuth::OAuth {
+                    private_key,
+                    key_id,
+                    ..
+                }) = config.okta_auth()
+            {
+                // The public half only: what the app's Public Keys must hold.
+                // Information, not a second failure.
+                out.push(Probe {
+                    what: "okta key",
+                    ok: true,
+                    detail: format!(
+                        "the public key (JWK) of the configured private key, to register in the \
+                         app: {}",
+                        private_key.public_jwk(key_id.as_deref())
+                    ),
+                });
+            }
             return out;
         }
     }

@@ -245,8 +245,9 @@ fn assert_clean(text: &str, tokens: &[String], pem: &str) {
     for line in key_lines(pem) {
         assert!(!text.contains(&line), "key material leaked: {text}");
     }
-    // Every JWT (assertion, proof) starts with base64url of `{"`.
-    assert!(!text.contains("eyJ"), "a JWT leaked: {text}");
+    // Every JWT built here (assertion, proof) starts with base64url of
+    // `{"alg"`.
+    assert!(!text.contains("eyJhbGci"), "a JWT leaked: {text}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1020,5 +1021,64 @@ async fn run_once_and_check_with_oauth_config() {
     assert!(tokens.len() >= 2);
     for text in [&stdout, &stderr, &check, &check_err] {
         assert_clean(text, &tokens, RSA_PKCS1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_an_unregistered_key_prints_the_public_jwk_to_register() {
+    let db = common::TestDb::new(common::Kind::Sqlite, "oauth_check")
+        .await
+        .unwrap();
+    let sim = start(sim_app(RSA_PKCS8, None)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = ec_pem(false);
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &wrong).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[okta]\norg_url = \"{}\"\napp_id = \"{APP_ID}\"\n[okta.oauth]\nclient_id = \"{CLIENT_ID}\"\n\
+             private_key_file = {:?}\nkey_id = \"new-key\"\n[store]\nurl = \"{}\"\n",
+            sim.url().as_str().trim_end_matches('/'),
+            key_file.display().to_string(),
+            db.config_url,
+        ),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("check")
+        .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("RUST_LOG");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("okta token  FAILED: okta refused the client assertion"),
+        "{stdout}"
+    );
+    let jwk = PrivateKey::from_pem(wrong.as_bytes())
+        .unwrap()
+        .public_jwk(Some("new-key"));
+    let key_line = stdout
+        .lines()
+        .find(|l| l.starts_with("okta key    the public key (JWK)"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let printed: Value = serde_json::from_str(&key_line[key_line.find('{').unwrap()..]).unwrap();
+    assert_eq!(printed, jwk);
+    assert!(printed.get("d").is_none(), "public members only");
+    assert_eq!(
+        statuses(&token_requests(&sim)),
+        [401],
+        "an invalid client is not retried"
+    );
+    for text in [&stdout, &stderr] {
+        assert_clean(text, &sim.access_tokens(), &wrong);
     }
 }

@@ -168,7 +168,11 @@ pub enum OAuthError {
          app must be an API Services app allowed to use the client credentials grant"
     )]
     GrantNotAllowed { client_id: String, detail: String },
-    #[error("okta refused a token for OAuth client {client_id}: {failure} ({detail})")]
+    #[error(
+        "okta refused a token for OAuth client {client_id}: {failure} ({detail}); check that \
+         okta.org_url is the Okta org itself (its /oauth2/v1/token is the only one that issues \
+         Okta API scopes) and the service app's settings"
+    )]
     TokenRefused {
         client_id: String,
         failure: Box<Failure>,
