@@ -47,8 +47,9 @@ const FALLBACK_LIFETIME: Duration = Duration::from_secs(300);
 /// How many `use_dpop_nonce` answers one token fetch follows.
 const MAX_NONCE_RETRIES: u32 = 2;
 
-/// A server clock this far from ours is reported as clock skew.
-const SKEW_THRESHOLD_SECS: u64 = 30;
+/// A server clock this far from ours is mentioned in clock-related errors
+/// (`Date` has one-second resolution, and latency adds to it).
+const SKEW_THRESHOLD_SECS: u64 = 5;
 
 /// When to send DPoP proofs (`okta.oauth.dpop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -519,8 +520,11 @@ impl TokenManager {
             .filter(|s| s.unsigned_abs() >= SKEW_THRESHOLD_SECS)
             .map(describe_skew)
             .unwrap_or_default();
+        // Beyond the assertion's lifetime the clocks disagree so much that
+        // the time claims fail whatever Okta's description says.
+        let far_off = skew.is_some_and(|s| s.unsigned_abs() >= ASSERTION_LIFETIME.as_secs());
         let err = match body.error.as_str() {
-            "invalid_client" if mentions_time(&body.error_description) || !skew_text.is_empty() => {
+            "invalid_client" if mentions_time(&body.error_description) || far_off => {
                 OAuthError::ClockSkew {
                     client_id,
                     detail,
