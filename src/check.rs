@@ -1,10 +1,13 @@
 //! `writer-sync check`: read-only probes of Okta that tell an operator what
-//! works and what to fix (credential, scopes, app id, pushed groups).
+//! works and what to fix (credential, OAuth token and scopes, app id, pushed
+//! groups).
 //!
 //! Invariant: never writes anywhere; each probe reports instead of failing.
 
-use crate::config::{Config, PushGroups};
+use crate::config::{Config, OktaAuth, PushGroups};
 use crate::okta::OktaClient;
+use crate::okta::error::OktaError;
+use crate::okta::oauth::{AuthInfo, OAuthError, TokenInfo};
 use crate::reconcile::error_chain;
 
 /// One line of the `check` output.
@@ -16,10 +19,45 @@ pub struct Probe {
     pub detail: String,
 }
 
-/// Probes Okta with the configured credential: the app, its assigned users
-/// and groups (one listing each), or the named push groups.
+/// Probes Okta with the configured credential: with OAuth the token (DPoP,
+/// granted scopes), then the app, its assigned users and groups (one listing
+/// each), or the named push groups.
 pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
     let mut out = Vec::new();
+    match client.auth_info().await {
+        Ok(AuthInfo::Ssws) => {}
+        Ok(AuthInfo::OAuth(info)) => out.push(token_probe(&info, config)),
+        Err(e) => {
+            // Without a token nothing else can be read.
+            out.push(Probe {
+                what: "okta token",
+                ok: false,
+                detail: error_chain(&e),
+            });
+            let wrong_key = matches!(&e, OktaError::OAuth(inner)
+                if matches!(**inner, OAuthError::InvalidClient { .. }));
+            if wrong_key
+                && let Ok(OktaAuth::OAuth {
+                    private_key,
+                    key_id,
+                    ..
+                }) = config.okta_auth()
+            {
+                // The public half only: what the app's Public Keys must hold.
+                // Information, not a second failure.
+                out.push(Probe {
+                    what: "okta key",
+                    ok: true,
+                    detail: format!(
+                        "the public key (JWK) of the configured private key, to register in the \
+                         app: {}",
+                        private_key.public_jwk(key_id.as_deref())
+                    ),
+                });
+            }
+            return out;
+        }
+    }
     if let Some(app_id) = &config.okta.app_id {
         match client.get_app(app_id).await {
             Ok(app) => out.push(Probe {
@@ -123,4 +161,57 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
         }
     }
     out
+}
+
+/// The scopes the sync's reads need under this config.
+pub fn needed_scopes(config: &Config) -> Vec<&'static str> {
+    let mut needed = Vec::new();
+    if config.okta.app_id.is_some() {
+        needed.push("okta.apps.read");
+    }
+    needed.push("okta.groups.read");
+    needed
+}
+
+/// Whether `granted` covers `scope` (`*.manage` includes `*.read`).
+fn covers(granted: &[String], scope: &str) -> bool {
+    granted.iter().any(|g| {
+        g == scope
+            || scope
+                .strip_suffix(".read")
+                .is_some_and(|base| *g == format!("{base}.manage"))
+    })
+}
+
+fn token_probe(info: &TokenInfo, config: &Config) -> Probe {
+    let missing: Vec<&str> = needed_scopes(config)
+        .into_iter()
+        .filter(|scope| !covers(&info.scopes, scope))
+        .collect();
+    let mut detail = format!(
+        "{} for OAuth client {}: scopes {} (expires in {}s)",
+        if info.dpop {
+            "DPoP-bound access token (DPoP on)"
+        } else {
+            "Bearer access token (DPoP off)"
+        },
+        info.client_id,
+        if info.scopes.is_empty() {
+            "none".to_owned()
+        } else {
+            info.scopes.join(" ")
+        },
+        info.expires_in.as_secs()
+    );
+    if !missing.is_empty() {
+        detail.push_str(&format!(
+            "; missing {} needed by the sync: add to okta.oauth.scopes and grant to the app",
+            missing.join(" ")
+        ));
+    }
+    Probe {
+        what: "okta token",
+        ok: missing.is_empty(),
+        detail,
+    }
 }

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use url::Url;
 
+use crate::okta::key::PrivateKey;
+use crate::okta::oauth::{DEFAULT_SCOPES, DpopMode};
 use crate::secret::Secret;
 
 /// Where the config file is read from when neither `--config` nor
@@ -23,6 +25,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/writer-sync/config.toml";
 pub const TOKEN_ENV: &str = "WRITER_SYNC_OKTA_API_TOKEN";
 /// Name of the systemd credential holding the SSWS API token.
 pub const TOKEN_CREDENTIAL: &str = "okta-api-token";
+/// Name of the systemd credential holding the OAuth private key (PEM).
+pub const KEY_CREDENTIAL: &str = "okta-private-key";
+/// Private key files larger than this are refused (a PEM key is a few KiB).
+const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 const DEFAULT_STATE_DIR: &str = "/var/lib/writer-sync";
 
 /// The parts of the process environment the configuration depends on,
@@ -97,8 +103,9 @@ pub enum ConfigError {
     },
     /// The command needs Okta but no credential is configured.
     #[error(
-        "no Okta credential configured for {path}: set {TOKEN_ENV}, `okta.api_token_file`, \
-         or the systemd credential `{TOKEN_CREDENTIAL}`"
+        "no Okta credential configured for {path}: set {TOKEN_ENV}, `okta.api_token_file` or \
+         the systemd credential `{TOKEN_CREDENTIAL}` (SSWS API token), or configure OAuth 2.0 in \
+         an `[okta.oauth]` table (`client_id` and `private_key_file`)"
     )]
     MissingCredential { path: PathBuf },
 }
@@ -138,6 +145,33 @@ pub struct OktaConfig {
 pub enum OktaAuth {
     /// `Authorization: SSWS <token>`.
     Ssws { token: Secret, source: TokenSource },
+    /// OAuth 2.0 client credentials with a `private_key_jwt` assertion
+    /// (`[okta.oauth]`).
+    OAuth {
+        client_id: String,
+        /// Parsed and checked at load; `Debug` prints only its algorithm.
+        private_key: PrivateKey,
+        key_source: KeySource,
+        key_id: Option<String>,
+        scopes: Vec<String>,
+        dpop: DpopMode,
+    },
+}
+
+/// Where the OAuth private key came from (reported by `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    File(PathBuf),
+    Credential(PathBuf),
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "okta.oauth.private_key_file {}", p.display()),
+            KeySource::Credential(p) => write!(f, "systemd credential {}", p.display()),
+        }
+    }
 }
 
 /// Where the SSWS token came from (reported by `check`, never the value).
@@ -386,6 +420,11 @@ const KNOWN_KEYS: &[&str] = &[
     "okta.requests_per_minute",
     "okta.max_concurrent_requests",
     "okta.request_timeout",
+    "okta.oauth.client_id",
+    "okta.oauth.private_key_file",
+    "okta.oauth.key_id",
+    "okta.oauth.scopes",
+    "okta.oauth.dpop",
     "store.url",
     "store.writes_per_second",
     "sync.schedule",
@@ -484,6 +523,25 @@ struct RawOkta {
     max_concurrent_requests: i64,
     #[serde(default = "default_timeout")]
     request_timeout: String,
+    oauth: Option<RawOAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth {
+    client_id: Option<String>,
+    private_key_file: Option<PathBuf>,
+    key_id: Option<String>,
+    scopes: Option<RawScopes>,
+    dpop: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawScopes {
+    /// Space-separated, as in OAuth's `scope` parameter.
+    Joined(String),
+    List(Vec<String>),
 }
 
 fn default_rpm() -> i64 {
@@ -680,7 +738,21 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
         ));
     }
 
-    let auth = resolve_ssws_token(raw.okta.api_token_file.as_deref(), path, env)?;
+    let auth = match raw.okta.oauth {
+        None => resolve_ssws_token(raw.okta.api_token_file.as_deref(), path, env)?,
+        Some(oauth) => {
+            if let Some(other) = ssws_configured(raw.okta.api_token_file.as_deref(), env) {
+                return Err(invalid(
+                    "okta.oauth",
+                    format!(
+                        "cannot be combined with an SSWS API token ({other}); configure exactly \
+                         one Okta credential: remove {other} or the [okta.oauth] table"
+                    ),
+                ));
+            }
+            Some(resolve_oauth(oauth, path, env)?)
+        }
+    };
 
     let store_url = match raw.store.url {
         Some(u) => StoreUrl::parse(&u).map_err(|m| invalid("store.url", m))?,
@@ -929,6 +1001,166 @@ fn resolve_ssws_token(
         }
     }
     Ok(None)
+}
+
+/// The SSWS token source that is configured, if any (named for messages).
+fn ssws_configured(token_file: Option<&Path>, env: &ConfigEnv) -> Option<String> {
+    if env.okta_api_token.is_some() {
+        return Some(format!("environment variable {TOKEN_ENV}"));
+    }
+    if token_file.is_some() {
+        return Some("`okta.api_token_file`".to_owned());
+    }
+    env.credentials_directory
+        .as_ref()
+        .map(|dir| dir.join(TOKEN_CREDENTIAL))
+        .filter(|file| file.exists())
+        .map(|file| format!("systemd credential {}", file.display()))
+}
+
+fn resolve_oauth(raw: RawOAuth, path: &Path, env: &ConfigEnv) -> Result<OktaAuth, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+        message,
+    };
+    let client_id = match raw.client_id {
+        Some(id) => validate_okta_id(&id).map_err(|m| {
+            invalid(
+                "okta.oauth.client_id",
+                m.replace("an Okta id", "an Okta client id"),
+            )
+        })?,
+        None => {
+            return Err(invalid(
+                "okta.oauth.client_id",
+                "is required: the client id of the Okta API Services app".into(),
+            ));
+        }
+    };
+    let (file, key_name, source) = match raw.private_key_file {
+        Some(file) => (
+            file.clone(),
+            "okta.oauth.private_key_file".to_owned(),
+            KeySource::File(file),
+        ),
+        None => match env
+            .credentials_directory
+            .as_ref()
+            .map(|dir| dir.join(KEY_CREDENTIAL))
+            .filter(|file| file.exists())
+        {
+            Some(file) => (
+                file.clone(),
+                format!("systemd credential {KEY_CREDENTIAL}"),
+                KeySource::Credential(file),
+            ),
+            None => {
+                return Err(invalid(
+                    "okta.oauth.private_key_file",
+                    format!(
+                        "is required (a PEM file with the app's private key), unless the \
+                         systemd credential {KEY_CREDENTIAL} provides the key"
+                    ),
+                ));
+            }
+        },
+    };
+    let private_key = read_private_key(&file).map_err(|message| ConfigError::SecretFile {
+        path: path.to_path_buf(),
+        key: key_name,
+        file: file.clone(),
+        message,
+    })?;
+    let key_id = match raw.key_id {
+        None => None,
+        Some(kid) => {
+            let kid = kid.trim();
+            if kid.is_empty() || kid.len() > 256 || !kid.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "okta.oauth.key_id",
+                    format!(
+                        "{kid:?} is not a key id (1 to 256 printable ASCII characters, no spaces)"
+                    ),
+                ));
+            }
+            Some(kid.to_owned())
+        }
+    };
+    let scopes = match raw.scopes {
+        None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        Some(raw) => validate_scopes(raw).map_err(|m| invalid("okta.oauth.scopes", m))?,
+    };
+    let dpop = match raw.dpop.as_deref() {
+        None | Some("auto") => DpopMode::Auto,
+        Some("always") => DpopMode::Always,
+        Some("never") => DpopMode::Never,
+        Some(other) => {
+            return Err(invalid(
+                "okta.oauth.dpop",
+                format!("{other:?} is not one of \"auto\", \"always\", \"never\""),
+            ));
+        }
+    };
+    Ok(OktaAuth::OAuth {
+        client_id,
+        private_key,
+        key_source: source,
+        key_id,
+        scopes,
+        dpop,
+    })
+}
+
+/// Scopes as a space-separated string or a list; each an RFC 6749
+/// scope-token, none twice, at least one.
+fn validate_scopes(raw: RawScopes) -> Result<Vec<String>, String> {
+    let scopes: Vec<String> = match raw {
+        RawScopes::Joined(text) => text.split_whitespace().map(str::to_owned).collect(),
+        RawScopes::List(list) => {
+            for (i, scope) in list.iter().enumerate() {
+                if scope.trim().contains(char::is_whitespace) {
+                    return Err(format!(
+                        "entry {} ({scope:?}) contains a space; list each scope separately",
+                        i + 1
+                    ));
+                }
+            }
+            list.into_iter().map(|s| s.trim().to_owned()).collect()
+        }
+    };
+    if scopes.is_empty() {
+        return Err("must name at least one scope, e.g. \"okta.users.read\"".into());
+    }
+    for (i, scope) in scopes.iter().enumerate() {
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid {
+            return Err(format!("{scope:?} is not a valid OAuth scope"));
+        }
+        if scopes[..i].contains(scope) {
+            return Err(format!("lists {scope:?} twice"));
+        }
+    }
+    Ok(scopes)
+}
+
+/// Reads and parses a PEM private key file. Messages never quote the file.
+fn read_private_key(file: &Path) -> Result<PrivateKey, String> {
+    let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "{} bytes is too large for a PEM private key",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
+    PrivateKey::from_pem(&bytes).map_err(|e| e.to_string())
 }
 
 /// Reads a secret from a file: trimmed, non-empty, one line.
@@ -1181,8 +1413,9 @@ mod tests {
         assert!(err.contains("`sink`"), "{err}");
         let err = parse_err(&format!("{MINIMAL}colour = 1\n"));
         assert!(err.contains("`okta.colour`"), "{err}");
-        let err = parse_err(&format!("{MINIMAL}[okta.oauth]\nclient_id = \"x\"\n"));
-        assert!(err.contains("`okta.oauth`"), "{err}");
+        let err = parse_err(&format!("{MINIMAL}[okta.oauth]\nclient_secret = \"x\"\n"));
+        assert!(err.contains("`okta.oauth.client_secret`"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
     }
 
     #[test]
@@ -1489,24 +1722,296 @@ mod tests {
         assert!(CronSchedule::parse("0 9 * * 8").is_err());
     }
 
+    /// The example with its `[okta.oauth]` block uncommented, the SSWS
+    /// token file removed and the key path pointing to `key_file`.
+    fn oauth_example(text: &str, key_file: &Path) -> String {
+        let mut out = Vec::new();
+        let mut in_block = false;
+        for line in text.lines() {
+            if line == "# [okta.oauth]" {
+                in_block = true;
+            } else if line.trim().is_empty() {
+                in_block = false;
+            }
+            if line.starts_with("api_token_file") {
+                continue;
+            }
+            if in_block {
+                let line = line.strip_prefix("# ").unwrap();
+                if line.starts_with("private_key_file") {
+                    out.push(format!(
+                        "private_key_file = {:?}",
+                        key_file.display().to_string()
+                    ));
+                    continue;
+                }
+                out.push(line.to_owned());
+            } else {
+                out.push(line.to_owned());
+            }
+        }
+        out.join("\n")
+    }
+
     #[test]
     fn example_config_parses_with_every_key() {
         let text = include_str!("../config.example.toml");
         let c = parse_ok(text);
         assert_eq!(c.okta.app_id.as_deref(), Some("0oa1writerapp"));
-        // The example documents every known key, uncommented.
-        let table: toml::Table = toml::from_str(text).unwrap();
-        for key in KNOWN_KEYS {
-            let mut node = &table;
-            let parts: Vec<&str> = key.split('.').collect();
-            for (i, part) in parts.iter().enumerate() {
-                let value = node
-                    .get(*part)
-                    .unwrap_or_else(|| panic!("example lacks {key}"));
-                if i + 1 < parts.len() {
-                    node = value.as_table().unwrap();
-                }
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key.pem");
+        std::fs::write(&key_file, RSA_KEY).unwrap();
+        let oauth_text = oauth_example(text, &key_file);
+        let oauth = parse(&oauth_text, Path::new("c"), &ConfigEnv::default()).unwrap();
+        match oauth.okta.auth {
+            Some(OktaAuth::OAuth {
+                client_id,
+                key_id,
+                scopes,
+                dpop,
+                ..
+            }) => {
+                assert_eq!(client_id, "0oa1serviceapp");
+                assert_eq!(key_id.as_deref(), Some("writer-sync-1"));
+                assert_eq!(scopes, DEFAULT_SCOPES);
+                assert_eq!(dpop, DpopMode::Auto);
             }
+            other => panic!("{other:?}"),
         }
+        // The example documents every known key: uncommented, or in the
+        // commented-out [okta.oauth] block.
+        let tables: Vec<toml::Table> = [text, oauth_text.as_str()]
+            .iter()
+            .map(|t| toml::from_str(t).unwrap())
+            .collect();
+        for key in KNOWN_KEYS {
+            let found = tables.iter().any(|table| {
+                let mut node = table;
+                let parts: Vec<&str> = key.split('.').collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let Some(value) = node.get(*part) else {
+                        return false;
+                    };
+                    if i + 1 < parts.len() {
+                        node = value.as_table().unwrap();
+                    }
+                }
+                true
+            });
+            assert!(found, "example lacks {key}");
+        }
+    }
+
+    const RSA_KEY: &str = include_str!("../tests/fixtures/keys/rsa-2048.pkcs8.pem");
+    const EC_KEY: &str = include_str!("../tests/fixtures/keys/ec-p256.sec1.pem");
+
+    /// A config with `[okta.oauth]`; `extra` lines go into that table.
+    fn oauth_config(key_file: &Path, extra: &str) -> String {
+        format!(
+            "{MINIMAL}[okta.oauth]\nclient_id = \"0oa1svc\"\nprivate_key_file = {:?}\n{extra}",
+            key_file.display().to_string()
+        )
+    }
+
+    fn key_dir() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, RSA_KEY).unwrap();
+        (dir, file)
+    }
+
+    #[test]
+    fn oauth_defaults_and_forms() {
+        let (dir, file) = key_dir();
+        let c = parse(
+            &oauth_config(&file, ""),
+            Path::new("c"),
+            &ConfigEnv::default(),
+        )
+        .unwrap();
+        let Some(OktaAuth::OAuth {
+            client_id,
+            private_key,
+            key_source,
+            key_id,
+            scopes,
+            dpop,
+        }) = c.okta.auth.clone()
+        else {
+            panic!("{:?}", c.okta.auth)
+        };
+        assert_eq!(client_id, "0oa1svc");
+        assert_eq!(private_key.describe(), "RSA 2048-bit (RS256)");
+        assert_eq!(key_source, KeySource::File(file.clone()));
+        assert_eq!(key_id, None);
+        assert_eq!(scopes, DEFAULT_SCOPES);
+        assert_eq!(dpop, DpopMode::Auto);
+
+        let joined = oauth_config(
+            &file,
+            "scopes = \" okta.users.read  okta.groups.manage \"\ndpop = \"always\"\nkey_id = \"k1\"\n",
+        );
+        let c = parse(&joined, Path::new("c"), &ConfigEnv::default()).unwrap();
+        let Some(OktaAuth::OAuth {
+            scopes,
+            dpop,
+            key_id,
+            ..
+        }) = c.okta.auth
+        else {
+            panic!()
+        };
+        assert_eq!(scopes, ["okta.users.read", "okta.groups.manage"]);
+        assert_eq!(dpop, DpopMode::Always);
+        assert_eq!(key_id.as_deref(), Some("k1"));
+        let list = oauth_config(&file, "scopes = [\"okta.apps.read\"]\ndpop = \"never\"\n");
+        let c = parse(&list, Path::new("c"), &ConfigEnv::default()).unwrap();
+        assert!(matches!(
+            c.okta.auth,
+            Some(OktaAuth::OAuth { ref scopes, dpop: DpopMode::Never, .. }) if scopes == &["okta.apps.read"]
+        ));
+
+        // The key from the systemd credential, EC in SEC1 form.
+        std::fs::write(dir.path().join(KEY_CREDENTIAL), EC_KEY).unwrap();
+        let env = ConfigEnv {
+            credentials_directory: Some(dir.path().to_path_buf()),
+            ..ConfigEnv::default()
+        };
+        let text = format!("{MINIMAL}[okta.oauth]\nclient_id = \"0oa1svc\"\n");
+        let c = parse(&text, Path::new("c"), &env).unwrap();
+        let Some(OktaAuth::OAuth {
+            private_key,
+            key_source,
+            ..
+        }) = c.okta.auth
+        else {
+            panic!()
+        };
+        assert_eq!(private_key.describe(), "EC P-256 (ES256)");
+        assert_eq!(
+            key_source,
+            KeySource::Credential(dir.path().join(KEY_CREDENTIAL))
+        );
+        assert!(key_source.to_string().contains("systemd credential"));
+    }
+
+    #[test]
+    fn exactly_one_credential() {
+        let (dir, file) = key_dir();
+        // SSWS token file + [okta.oauth].
+        let text = format!(
+            "{MINIMAL}api_token_file = \"/x\"\n[okta.oauth]\nclient_id = \"0oa1svc\"\nprivate_key_file = {:?}\n",
+            file.display().to_string()
+        );
+        let err = parse(&text, Path::new("/etc/ws.toml"), &ConfigEnv::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`okta.oauth`") && err.contains("`okta.api_token_file`"),
+            "{err}"
+        );
+        // The environment token + [okta.oauth].
+        let err = parse_err(&oauth_config(&file, ""));
+        assert!(
+            err.contains("`okta.oauth`") && err.contains(TOKEN_ENV),
+            "{err}"
+        );
+        // The okta-api-token credential + [okta.oauth].
+        std::fs::write(dir.path().join(TOKEN_CREDENTIAL), "tok").unwrap();
+        let env = ConfigEnv {
+            credentials_directory: Some(dir.path().to_path_buf()),
+            ..ConfigEnv::default()
+        };
+        let err = parse(&oauth_config(&file, ""), Path::new("c"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(TOKEN_CREDENTIAL), "{err}");
+        // Neither: loads (store commands need no credential), and commands
+        // that need Okta get an error naming both ways.
+        let none = parse(MINIMAL, Path::new("c"), &ConfigEnv::default()).unwrap();
+        let err = none.okta_auth().unwrap_err().to_string();
+        assert!(
+            err.contains("okta.api_token_file") && err.contains("[okta.oauth]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn oauth_mistakes_name_their_key() {
+        let (dir, file) = key_dir();
+        let env = ConfigEnv::default();
+        let err = |text: &str| {
+            parse(text, Path::new("/etc/ws.toml"), &env)
+                .unwrap_err()
+                .to_string()
+        };
+        let no_id = format!(
+            "{MINIMAL}[okta.oauth]\nprivate_key_file = {:?}\n",
+            file.display().to_string()
+        );
+        assert!(
+            err(&no_id).contains("`okta.oauth.client_id`"),
+            "{}",
+            err(&no_id)
+        );
+        let no_key = format!("{MINIMAL}[okta.oauth]\nclient_id = \"0oa1\"\n");
+        let message = err(&no_key);
+        assert!(
+            message.contains("`okta.oauth.private_key_file`") && message.contains(KEY_CREDENTIAL),
+            "{message}"
+        );
+        for (extra, key) in [
+            ("dpop = \"sometimes\"\n", "okta.oauth.dpop"),
+            ("scopes = \"\"\n", "okta.oauth.scopes"),
+            (
+                "scopes = [\"okta.users.read okta.apps.read\"]\n",
+                "okta.oauth.scopes",
+            ),
+            ("scopes = [\"a\", \"a\"]\n", "okta.oauth.scopes"),
+            ("scopes = \"bad\\\\scope\"\n", "okta.oauth.scopes"),
+            ("key_id = \"has space\"\n", "okta.oauth.key_id"),
+        ] {
+            let message = err(&oauth_config(&file, extra));
+            assert!(message.contains(&format!("`{key}`")), "{extra}: {message}");
+        }
+        let bad_id = oauth_config(&file, "").replace("0oa1svc", "../x");
+        assert!(err(&bad_id).contains("`okta.oauth.client_id`"));
+
+        // A key file that is not a usable key: the message names the key,
+        // the file and what to do, and never quotes the file.
+        let public = dir.path().join("public.pem");
+        std::fs::write(
+            &public,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        let message = err(&oauth_config(&public, ""));
+        assert!(
+            message.contains("okta.oauth.private_key_file")
+                && message.contains("public.pem")
+                && message.contains("a public key"),
+            "{message}"
+        );
+        assert!(!message.contains("MCowBQYDK2VwAyEA"), "{message}");
+        let missing = dir.path().join("nope.pem");
+        let message = err(&oauth_config(&missing, ""));
+        assert!(message.contains("nope.pem"), "{message}");
+    }
+
+    #[test]
+    fn the_private_key_never_appears_in_debug_output() {
+        let (_dir, file) = key_dir();
+        let c = parse(
+            &oauth_config(&file, ""),
+            Path::new("c"),
+            &ConfigEnv::default(),
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        for line in RSA_KEY.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!debug.contains(line), "{debug}");
+        }
+        assert!(debug.contains("[redacted]"), "{debug}");
+        assert!(debug.contains("0oa1svc"), "{debug}");
     }
 }

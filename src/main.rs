@@ -190,11 +190,20 @@ async fn check(config: &Config) -> Result<u8, Failure> {
         Ok(auth) => auth,
         Err(e) => return Err(usage(e)),
     };
-    let writer_sync::config::OktaAuth::Ssws { source, .. } = auth;
-    line(format!(
-        "okta        {} (SSWS token from {source})",
-        config.okta.org_url
-    ))?;
+    let mode = match auth {
+        config::OktaAuth::Ssws { source, .. } => format!("SSWS token from {source}"),
+        config::OktaAuth::OAuth {
+            client_id,
+            private_key,
+            key_source,
+            dpop,
+            ..
+        } => format!(
+            "OAuth 2.0 client {client_id}, {} key from {key_source}, DPoP {dpop}",
+            private_key.describe()
+        ),
+    };
+    line(format!("okta        {} ({mode})", config.okta.org_url))?;
     line(format!(
         "schedule    {} (UTC), next {}",
         config.sync.schedule.expr(),

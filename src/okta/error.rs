@@ -2,9 +2,9 @@
 //!
 //! Invariant: every message is complete on its own (it names the endpoint and
 //! includes the underlying cause), so no variant exposes a `source()`; printing
-//! a cause chain would only repeat it. No message ever contains the API token:
-//! the token only exists inside the `Authorization` header, which no variant
-//! carries.
+//! a cause chain would only repeat it. No message ever contains the API token,
+//! an OAuth access token or key material: they only exist inside request
+//! headers and bodies, which no variant carries.
 
 use std::fmt;
 use std::time::Duration;
@@ -171,6 +171,12 @@ pub enum OktaError {
         last: Box<Failure>,
     },
 
+    /// OAuth 2.0: the token endpoint refused the client (wrong key, scope,
+    /// DPoP, clock), or an API request refused the access token. Permanent
+    /// until the configuration or the Okta app changes.
+    #[error(transparent)]
+    OAuth(Box<crate::okta::oauth::OAuthError>),
+
     /// A 2xx body that is not the JSON we expect (truncated, wrong shape).
     /// Not retried: the response was complete as far as HTTP is concerned.
     #[error("could not decode the okta response to {endpoint}: {reason}")]
@@ -204,6 +210,7 @@ impl OktaError {
             OktaError::NotFound { .. } => "not_found",
             OktaError::UnexpectedStatus { .. } => "unexpected_status",
             OktaError::RetriesExhausted { .. } => "retries_exhausted",
+            OktaError::OAuth(_) => "oauth",
             OktaError::Decode { .. } => "decode",
             OktaError::Pagination { .. } => "pagination",
         }

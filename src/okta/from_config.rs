@@ -3,6 +3,7 @@
 use crate::config::{self, Config};
 use crate::okta::auth::OktaAuth;
 use crate::okta::error::OktaError;
+use crate::okta::oauth::OAuthConfig;
 use crate::okta::{DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig};
 
 impl OktaClientConfig {
@@ -11,6 +12,21 @@ impl OktaClientConfig {
     pub fn from_config(config: &Config) -> Result<OktaClientConfig, config::ConfigError> {
         let auth = match config.okta_auth()? {
             config::OktaAuth::Ssws { token, .. } => OktaAuth::Ssws(token.clone()),
+            config::OktaAuth::OAuth {
+                client_id,
+                private_key,
+                key_source,
+                key_id,
+                scopes,
+                dpop,
+            } => OktaAuth::OAuth(OAuthConfig {
+                client_id: client_id.clone(),
+                key: private_key.clone(),
+                key_source: key_source.to_string(),
+                key_id: key_id.clone(),
+                scopes: scopes.clone(),
+                dpop: *dpop,
+            }),
         };
         Ok(OktaClientConfig {
             org_url: config.okta.org_url.clone(),

@@ -9,7 +9,10 @@
 pub mod auth;
 pub mod error;
 pub mod from_config;
+pub mod jwt;
+pub mod key;
 pub mod limit;
+pub mod oauth;
 pub mod page;
 pub mod wire;
 
@@ -20,15 +23,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, HeaderMap, HeaderValue, LINK};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, DATE, HeaderMap, HeaderValue, LINK};
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::{debug, instrument, warn};
 use url::Url;
 
-use crate::okta::auth::OktaAuth;
-use crate::okta::error::{Endpoint, Failure, OktaError, Resource, required_scope};
+use crate::okta::auth::{Authenticator, OktaAuth};
+use crate::okta::error::{Endpoint, Failure, OktaError, Resource};
 use crate::okta::limit::{
     Budget, Family, RateLimitHeaders, RetryCause, RetryPolicy, pacing_delay, parse_http_date,
     retry_delay, supersedes,
@@ -103,7 +106,7 @@ struct Inner {
     http: reqwest::Client,
     org_url: Url,
     auth: OktaAuth,
-    authorization: HeaderValue,
+    authenticator: Authenticator,
     budget: Budget,
     slots: Semaphore,
     gates: [Mutex<Gate>; 5],
@@ -139,8 +142,10 @@ struct Gate {
     seen: Option<(i64, u32)>,
 }
 
-/// A successful (2xx) response.
+/// A successful (2xx) response; for token requests also a refusal (4xx),
+/// which the OAuth code interprets.
 struct Fetched {
+    status: StatusCode,
     endpoint: Endpoint,
     headers: HeaderMap,
     body: Vec<u8>,
@@ -153,6 +158,44 @@ enum Attempt {
         failure: Box<Failure>,
     },
     Fatal(OktaError),
+    /// 401 on an API request with OAuth: retry once at once, with a renewed
+    /// token (`renew` names the refused one) or a new DPoP nonce.
+    Reauth {
+        renew: Option<u64>,
+        reason: String,
+        failure: Box<Failure>,
+    },
+}
+
+/// What one logical request sends.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    /// A management API GET with the configured credential.
+    Get(&'a Url),
+    /// The OAuth token POST. Its body (a fresh client assertion) and DPoP
+    /// proof are built anew for every attempt.
+    Token {
+        url: &'a Url,
+        build: &'a (dyn Fn() -> Result<oauth::TokenRequest, OktaError> + Sync),
+    },
+}
+
+impl Call<'_> {
+    fn url(&self) -> &Url {
+        match self {
+            Call::Get(url) | Call::Token { url, .. } => url,
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Call::Get(url) => Endpoint::get(url),
+            Call::Token { url, .. } => Endpoint {
+                method: "POST",
+                path: url.path().to_owned(),
+            },
+        }
+    }
 }
 
 impl OktaClient {
@@ -170,7 +213,7 @@ impl OktaClient {
         org_url.set_path("/");
         org_url.set_query(None);
         org_url.set_fragment(None);
-        let authorization = cfg.auth.authorization()?;
+        let authenticator = Authenticator::new(&cfg.auth, &org_url)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("writer-sync/", env!("CARGO_PKG_VERSION")))
             .timeout(cfg.request_timeout)
@@ -187,7 +230,7 @@ impl OktaClient {
                 http,
                 org_url,
                 auth: cfg.auth,
-                authorization,
+                authenticator,
                 budget: Budget::new(cfg.requests_per_minute),
                 slots: Semaphore::new(cfg.max_concurrent_requests.get()),
                 gates: Default::default(),
@@ -380,21 +423,48 @@ impl OktaClient {
         Ok(all)
     }
 
-    /// The request function: GET `url` with retries until success, a
-    /// permanent error, or the retry budget is spent.
+    /// GET `url` through [`OktaClient::execute`].
     async fn get(&self, url: &Url) -> Result<Fetched, OktaError> {
+        self.execute(Call::Get(url)).await
+    }
+
+    /// The request function: sends `call` with retries until success, a
+    /// permanent error, or the retry budget is spent. A 401 with OAuth is
+    /// retried once at once (renewed token or new DPoP nonce).
+    async fn execute(&self, call: Call<'_>) -> Result<Fetched, OktaError> {
         let inner = &self.inner;
-        let endpoint = Endpoint::get(url);
-        let family = Family::of_path(url.path());
+        let endpoint = call.endpoint();
+        let family = Family::of_path(call.url().path());
         let started = Instant::now();
         let mut attempts: u32 = 0;
         let mut retry_for: Option<String> = None;
+        let mut reauthorized = false;
         loop {
             attempts += 1;
             let retry_header = retry_for.as_deref().map(|id| (id, attempts - 1));
-            let (cause, failure) = match self.attempt(url, family, &endpoint, retry_header).await {
+            let (cause, failure) = match self.attempt(call, family, &endpoint, retry_header).await {
                 Attempt::Done(fetched) => return Ok(fetched),
                 Attempt::Fatal(err) => return Err(err),
+                Attempt::Reauth {
+                    renew,
+                    reason,
+                    failure,
+                } => {
+                    if reauthorized {
+                        return Err(inner
+                            .authenticator
+                            .rejected_again(&endpoint, failure, reason));
+                    }
+                    reauthorized = true;
+                    inner.authenticator.before_reauth(renew).await;
+                    warn!(
+                        %endpoint,
+                        reason = %reason,
+                        renew = renew.is_some(),
+                        "okta refused the access token; retrying once with a new token or DPoP nonce"
+                    );
+                    continue;
+                }
                 Attempt::Retry { cause, failure } => (cause, failure),
             };
             let delay = retry_delay(
@@ -440,15 +510,26 @@ impl OktaClient {
         }
     }
 
-    /// One attempt: wait for pacing, a slot and the budget, send, classify.
+    /// One attempt: get the credential, wait for pacing, a slot and the
+    /// budget, send, classify.
     async fn attempt(
         &self,
-        url: &Url,
+        call: Call<'_>,
         family: Family,
         endpoint: &Endpoint,
         retry: Option<(&str, u32)>,
     ) -> Attempt {
         let inner = &self.inner;
+        let url = call.url();
+        // The credential comes first: getting an OAuth token is itself a
+        // request that needs a slot and the budget.
+        let credential = match call {
+            Call::Get(_) => match inner.authenticator.credential(self).await {
+                Ok(credential) => Some(credential),
+                Err(err) => return Attempt::Fatal(err),
+            },
+            Call::Token { .. } => None,
+        };
         let _slot = loop {
             self.wait_for_family(family).await;
             let slot = inner
@@ -464,11 +545,38 @@ impl OktaClient {
         };
         inner.budget.acquire().await;
 
-        let mut request = inner
-            .http
-            .get(url.clone())
-            .header(AUTHORIZATION, inner.authorization.clone())
-            .header(ACCEPT, "application/json");
+        let mut request = match call {
+            Call::Get(url) => inner.http.get(url.clone()),
+            Call::Token { url, build } => {
+                let token_request = match build() {
+                    Ok(token_request) => token_request,
+                    Err(err) => return Attempt::Fatal(err),
+                };
+                let mut request = inner
+                    .http
+                    .post(url.clone())
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(token_request.body);
+                if let Some(proof) = token_request.dpop {
+                    request = request.header("DPoP", proof);
+                }
+                request
+            }
+        }
+        .header(ACCEPT, "application/json");
+        if let Some(credential) = &credential {
+            match inner
+                .authenticator
+                .headers(credential, endpoint.method, url)
+            {
+                Ok(headers) => {
+                    for (name, value) in headers {
+                        request = request.header(name, value);
+                    }
+                }
+                Err(err) => return Attempt::Fatal(err),
+            }
+        }
         if let Some((request_id, count)) = retry
             && let Ok(request_id) = HeaderValue::from_str(request_id)
         {
@@ -490,6 +598,7 @@ impl OktaClient {
             Err(err) => return self.transport_failure(family, endpoint, sent, &err),
         };
 
+        inner.authenticator.observe(&headers);
         let request_id = headers
             .get("x-okta-request-id")
             .and_then(|v| v.to_str().ok())
@@ -513,8 +622,13 @@ impl OktaClient {
             self.pace_family(family, &rate, server_date);
         }
 
-        if status.is_success() {
+        let token_refusal = matches!(call, Call::Token { .. })
+            && status.is_client_error()
+            && status != StatusCode::TOO_MANY_REQUESTS
+            && status != StatusCode::REQUEST_TIMEOUT;
+        if status.is_success() || token_refusal {
             return Attempt::Done(Fetched {
+                status,
                 endpoint: endpoint.clone(),
                 headers,
                 body,
@@ -542,13 +656,17 @@ impl OktaClient {
                 failure,
             },
             StatusCode::UNAUTHORIZED => {
-                Attempt::Fatal(OktaError::Unauthorized { endpoint, failure })
+                inner
+                    .authenticator
+                    .unauthorized(credential.as_ref(), &endpoint, failure, &headers)
             }
-            StatusCode::FORBIDDEN => Attempt::Fatal(OktaError::Forbidden {
-                scope: required_scope(family),
-                endpoint,
+            StatusCode::FORBIDDEN => Attempt::Fatal(inner.authenticator.forbidden(
+                credential.as_ref(),
+                family,
+                &endpoint,
                 failure,
-            }),
+                &headers,
+            )),
             StatusCode::NOT_FOUND => Attempt::Fatal(OktaError::NotFound {
                 resource: resource_of_path(&endpoint.path),
                 endpoint,

@@ -11,6 +11,7 @@
 mod filter;
 pub mod fixtures;
 pub mod generate;
+pub mod oauth;
 pub mod org;
 mod server;
 
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::okta::limit::Family;
+pub use crate::sim::oauth::SimOAuth;
 use crate::sim::org::Org;
 
 /// Requests per window per family. Defaults are Okta's last published
@@ -197,6 +199,9 @@ pub struct SimOptions {
     /// Answer every authenticated request with 403 E0000006.
     pub forbidden: bool,
     pub faults: Vec<Fault>,
+    /// An OAuth service app: enables `POST /oauth2/v1/token` and access
+    /// tokens on the API (the SSWS token keeps working too).
+    pub oauth: Option<SimOAuth>,
 }
 
 impl Default for SimOptions {
@@ -215,6 +220,7 @@ impl Default for SimOptions {
             max_concurrent: None,
             forbidden: false,
             faults: Vec::new(),
+            oauth: None,
         }
     }
 }
@@ -230,8 +236,13 @@ pub struct RequestRecord {
     /// 1-based page of a listing (1 without a cursor).
     pub page: u32,
     pub status: u16,
-    /// Whether the `Authorization` header carried the right SSWS token.
+    /// Whether the credential was accepted: the right SSWS token, a valid
+    /// access token (with its DPoP proof), or a granted token request.
     pub authorized: bool,
+    /// The scheme of the `Authorization` header (`SSWS`, `Bearer`, `DPoP`).
+    pub auth_scheme: Option<String>,
+    /// Whether the request carried a `DPoP` proof header.
+    pub dpop: bool,
     pub user_agent: Option<String>,
     pub accept: Option<String>,
     pub retry_for: Option<String>,
@@ -373,6 +384,43 @@ impl SimHandle {
 
     pub fn set_max_page_size(&self, max: Option<usize>) {
         lock(&self.shared.config).options.max_page_size = max;
+    }
+
+    /// Changes the OAuth app (e.g. `require_dpop`, granted scopes).
+    /// Does nothing when the simulator was started without one.
+    pub fn update_oauth(&self, change: impl FnOnce(&mut SimOAuth)) {
+        if let Some(oauth) = lock(&self.shared.config).options.oauth.as_mut() {
+            change(oauth);
+        }
+    }
+
+    /// Every access token issued so far expires now.
+    pub fn expire_access_tokens(&self) {
+        lock(&self.shared.oauth).expire_tokens(tokio::time::Instant::now());
+    }
+
+    /// The DPoP nonce the token endpoint currently hands out.
+    pub fn dpop_nonce(&self) -> String {
+        lock(&self.shared.oauth).nonce().to_owned()
+    }
+
+    /// Rotates the DPoP nonce (the previous one stays valid; older ones
+    /// are refused) and returns the new one.
+    pub fn rotate_dpop_nonce(&self) -> String {
+        lock(&self.shared.oauth).rotate_nonce()
+    }
+
+    /// Every access token issued and not yet pruned (tests check that none
+    /// ever reaches a log or an error).
+    pub fn access_tokens(&self) -> Vec<String> {
+        lock(&self.shared.oauth).token_values()
+    }
+
+    /// Sets the simulated server's clock `secs` ahead of the host's
+    /// (negative: behind): `Date`, rate-limit resets and OAuth time checks
+    /// follow it.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.set_clock_offset(secs);
     }
 
     /// The most recent requests (up to 100,000), oldest first.

@@ -3,11 +3,12 @@
 //!
 //! Invariant: every response carries `X-Okta-Request-Id` and `Date`; every
 //! response past authentication carries the family window's
-//! `X-Rate-Limit-Limit/-Remaining/-Reset`; every error body has Okta's shape.
+//! `X-Rate-Limit-Limit/-Remaining/-Reset`; every error body has Okta's shape
+//! (OAuth's `{error, error_description}` on the token endpoint).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,7 @@ use url::Url;
 use crate::okta::limit::Family;
 use crate::sim::filter::{self, Expr};
 use crate::sim::generate::mix;
+use crate::sim::oauth::{self, OAuthState};
 use crate::sim::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
 use crate::sim::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
 
@@ -37,6 +39,7 @@ pub(crate) struct Shared {
     pub(crate) windows: Mutex<BTreeMap<Family, Window>>,
     pub(crate) log: Mutex<VecDeque<RequestRecord>>,
     pub(crate) stats: Mutex<SimStats>,
+    pub(crate) oauth: Mutex<OAuthState>,
     next_request: AtomicU64,
     in_flight: AtomicUsize,
 }
@@ -84,11 +87,27 @@ impl Config {
 struct SimClock {
     wall_at_start: SystemTime,
     start: Instant,
+    /// How far the simulated server's clock is ahead (negative: behind) of
+    /// the host's, in milliseconds.
+    offset_ms: AtomicI64,
 }
 
 impl SimClock {
     fn wall(&self, at: Instant) -> SystemTime {
-        self.wall_at_start + at.saturating_duration_since(self.start)
+        let wall = self.wall_at_start + at.saturating_duration_since(self.start);
+        let offset = self.offset_ms.load(Ordering::SeqCst);
+        let shift = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 {
+            wall + shift
+        } else {
+            wall.checked_sub(shift).unwrap_or(UNIX_EPOCH)
+        }
+    }
+
+    fn epoch_secs(&self, at: Instant) -> u64 {
+        self.wall(at)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
     }
 }
 
@@ -113,6 +132,10 @@ struct Reply {
     body: Vec<u8>,
     links: Vec<String>,
     rate: Option<RateHeaders>,
+    /// More headers (`WWW-Authenticate`, `DPoP-Nonce`, `Cache-Control`).
+    headers: Vec<(header::HeaderName, String)>,
+    /// Whether the request's credential was accepted.
+    authorized: bool,
 }
 
 impl Reply {
@@ -122,7 +145,15 @@ impl Reply {
             body: serde_json::to_vec(value).unwrap_or_default(),
             links: Vec::new(),
             rate: None,
+            headers: Vec::new(),
+            authorized: false,
         }
+    }
+
+    fn from_outcome(outcome: oauth::Outcome) -> Reply {
+        let mut reply = Reply::json(outcome.status, &outcome.body);
+        reply.headers = outcome.headers;
+        reply
     }
 
     fn error(status: StatusCode, code: &str, summary: &str, serial: u64) -> Reply {
@@ -158,8 +189,11 @@ struct Ctx<'a> {
     params: Vec<(String, String)>,
     family: Family,
     page: u32,
+    /// Whether the `Authorization` header carried the right SSWS token.
     authorized: bool,
     concurrent: usize,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
 }
 
 impl Ctx<'_> {
@@ -196,16 +230,29 @@ impl Shared {
             clock: SimClock {
                 wall_at_start: SystemTime::now(),
                 start: Instant::now(),
+                offset_ms: AtomicI64::new(0),
             },
             windows: Mutex::new(BTreeMap::new()),
             log: Mutex::new(VecDeque::new()),
             stats: Mutex::new(SimStats::default()),
+            oauth: Mutex::new(OAuthState::new()),
             next_request: AtomicU64::new(1),
             in_flight: AtomicUsize::new(0),
         }
     }
 
+    /// Sets the simulated server clock `secs` ahead of the host's
+    /// (negative: behind).
+    pub(crate) fn set_clock_offset(&self, secs: i64) {
+        self.clock
+            .offset_ms
+            .store(secs.saturating_mul(1000), Ordering::SeqCst);
+    }
+
     async fn respond(&self, ctx: &Ctx<'_>) -> Reply {
+        if ctx.path == oauth::TOKEN_PATH {
+            return self.token_endpoint(ctx).await;
+        }
         if *ctx.method != Method::GET {
             return Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -214,14 +261,143 @@ impl Shared {
                 ctx.serial,
             );
         }
-        if !ctx.authorized {
-            return Reply::error(
+        let grant = match self.authenticate(ctx) {
+            Ok(grant) => grant,
+            Err(reply) => return reply,
+        };
+        let mut reply = self.respond_authorized(ctx, grant.as_ref()).await;
+        reply.authorized = true;
+        if let Some(grant) = grant {
+            reply.headers.extend(grant.headers);
+        }
+        reply
+    }
+
+    /// The request's credential: the SSWS token (`Ok(None)`: every scope),
+    /// or with OAuth configured an access token (`Ok(Some(grant))`).
+    fn authenticate(&self, ctx: &Ctx<'_>) -> Result<Option<oauth::Grant>, Reply> {
+        if ctx.authorized {
+            return Ok(None);
+        }
+        let oauth_config = lock(&self.config).options.oauth.clone();
+        let scheme = ctx
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(' ').next())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match oauth_config {
+            Some(config) if scheme == "bearer" || scheme == "dpop" => {
+                let now = Instant::now();
+                let htu = self.absolute(ctx.path, None).to_string();
+                let mut state = lock(&self.oauth);
+                oauth::authenticate(
+                    &config,
+                    &mut state,
+                    ctx.method.as_str(),
+                    &htu,
+                    self.clock.epoch_secs(now),
+                    now,
+                    ctx.headers,
+                )
+                .map(Some)
+                .map_err(Reply::from_outcome)
+            }
+            _ => Err(Reply::error(
                 StatusCode::UNAUTHORIZED,
                 "E0000011",
                 "Invalid token provided",
                 ctx.serial,
+            )),
+        }
+    }
+
+    /// `POST /oauth2/v1/token`: faults and the rate window apply as to API
+    /// requests (family `other`).
+    async fn token_endpoint(&self, ctx: &Ctx<'_>) -> Reply {
+        let Some(config) = lock(&self.config).options.oauth.clone() else {
+            return Reply::error(
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                "Not found: Resource not found: /oauth2/v1/token (no OAuth app configured)",
+                ctx.serial,
+            );
+        };
+        if *ctx.method != Method::POST {
+            return Reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "E0000022",
+                "The endpoint does not support the provided HTTP method",
+                ctx.serial,
             );
         }
+        if let Some(reply) = self.injected_fault(ctx).await {
+            return reply;
+        }
+        let rate = match self.admit(ctx.family) {
+            Ok(rate) => rate,
+            Err(rate) => return self.rate_limited(ctx, rate),
+        };
+        let token_url = self.absolute(oauth::TOKEN_PATH, None).to_string();
+        let now = Instant::now();
+        let outcome = {
+            let mut state = lock(&self.oauth);
+            oauth::token_endpoint(
+                &config,
+                &mut state,
+                &token_url,
+                self.clock.epoch_secs(now),
+                now,
+                ctx.headers,
+                ctx.body,
+            )
+        };
+        let mut reply = Reply::from_outcome(outcome);
+        reply.authorized = reply.status.is_success();
+        reply.rate = Some(rate);
+        reply
+    }
+
+    /// Fires the first matching pre-response fault: a delay (then looks
+    /// again), or an error reply.
+    async fn injected_fault(&self, ctx: &Ctx<'_>) -> Option<Reply> {
+        loop {
+            let fault = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
+                matches!(
+                    kind,
+                    FaultKind::ServerError(_)
+                        | FaultKind::RateLimited
+                        | FaultKind::ConcurrencyLimited
+                        | FaultKind::Slow(_)
+                )
+            });
+            match fault {
+                None => return None,
+                Some(FaultKind::Slow(delay)) => tokio::time::sleep(delay).await,
+                Some(FaultKind::ServerError(status)) => {
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let (code, summary) = if status == StatusCode::SERVICE_UNAVAILABLE {
+                        ("E0000010", "Service is in read only mode")
+                    } else {
+                        ("E0000009", "Internal Server Error")
+                    };
+                    let mut reply = Reply::error(status, code, summary, ctx.serial);
+                    reply.rate = Some(self.peek_window(ctx.family));
+                    return Some(reply);
+                }
+                Some(FaultKind::RateLimited) => {
+                    let mut rate = self.peek_window(ctx.family);
+                    rate.remaining = 0;
+                    return Some(self.rate_limited(ctx, rate));
+                }
+                Some(_) => return Some(self.concurrency_429(ctx)),
+            }
+        }
+    }
+
+    async fn respond_authorized(&self, ctx: &Ctx<'_>, grant: Option<&oauth::Grant>) -> Reply {
         let (forbidden, max_concurrent) = {
             let config = lock(&self.config);
             (config.options.forbidden, config.options.max_concurrent)
@@ -234,41 +410,21 @@ impl Shared {
                 ctx.serial,
             );
         }
+        if let Some(grant) = grant
+            && let Some(needed) = oauth::required_scope(ctx.path)
+            && !oauth::has_scope(&grant.scopes, needed)
+        {
+            return Reply::from_outcome(oauth::insufficient_scope(
+                grant.scheme,
+                needed,
+                ctx.serial,
+            ));
+        }
         if max_concurrent.is_some_and(|max| ctx.concurrent > max) {
             return self.concurrency_429(ctx);
         }
-        loop {
-            let fault = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
-                matches!(
-                    kind,
-                    FaultKind::ServerError(_)
-                        | FaultKind::RateLimited
-                        | FaultKind::ConcurrencyLimited
-                        | FaultKind::Slow(_)
-                )
-            });
-            match fault {
-                None => break,
-                Some(FaultKind::Slow(delay)) => tokio::time::sleep(delay).await,
-                Some(FaultKind::ServerError(status)) => {
-                    let status =
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let (code, summary) = if status == StatusCode::SERVICE_UNAVAILABLE {
-                        ("E0000010", "Service is in read only mode")
-                    } else {
-                        ("E0000009", "Internal Server Error")
-                    };
-                    let mut reply = Reply::error(status, code, summary, ctx.serial);
-                    reply.rate = Some(self.peek_window(ctx.family));
-                    return reply;
-                }
-                Some(FaultKind::RateLimited) => {
-                    let mut rate = self.peek_window(ctx.family);
-                    rate.remaining = 0;
-                    return self.rate_limited(ctx, rate);
-                }
-                Some(_) => return self.concurrency_429(ctx),
-            }
+        if let Some(reply) = self.injected_fault(ctx).await {
+            return reply;
         }
         let rate = match self.admit(ctx.family) {
             Ok(rate) => rate,
@@ -637,7 +793,15 @@ fn user_attr(org: &Org, id: &str, user: &SimUser, attr: &str) -> Option<String> 
 
 /// The axum handler for every request.
 pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    // Only the token endpoint reads a body (a small form).
+    let body = if parts.uri.path() == oauth::TOKEN_PATH {
+        axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .unwrap_or_default()
+    } else {
+        axum::body::Bytes::new()
+    };
     let serial = shared.next_request.fetch_add(1, Ordering::SeqCst);
     let request_id = okta_like_id("Xsim", 0x5EED, serial);
     let concurrent = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -682,6 +846,8 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         page,
         authorized,
         concurrent,
+        headers: &parts.headers,
+        body: &body,
     };
     let reply = shared.respond(&ctx).await;
 
@@ -700,7 +866,10 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         family,
         page,
         status: reply.status.as_u16(),
-        authorized,
+        authorized: authorized || reply.authorized,
+        auth_scheme: header(header::AUTHORIZATION)
+            .and_then(|value| value.split(' ').next().map(str::to_owned)),
+        dpop: parts.headers.contains_key("dpop"),
         user_agent: header(header::USER_AGENT),
         accept: header(header::ACCEPT),
         retry_for: header_string(
@@ -736,6 +905,9 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-okta-request-id", request_id)
         .header(header::DATE, http_date(shared.clock.wall(Instant::now())));
+    for (name, value) in &reply.headers {
+        builder = builder.header(name, value);
+    }
     if let Some(rate) = reply.rate {
         builder = builder
             .header("x-rate-limit-limit", rate.limit)
