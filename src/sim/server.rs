@@ -113,6 +113,8 @@ struct Reply {
     body: Vec<u8>,
     links: Vec<String>,
     rate: Option<RateHeaders>,
+    /// Close the connection after sending half the body.
+    reset: bool,
 }
 
 impl Reply {
@@ -122,6 +124,7 @@ impl Reply {
             body: serde_json::to_vec(value).unwrap_or_default(),
             links: Vec::new(),
             rate: None,
+            reset: false,
         }
     }
 
@@ -291,6 +294,7 @@ impl Shared {
                         FaultKind::TruncatedBody
                             | FaultKind::ForeignNextLink
                             | FaultKind::RepeatCursor
+                            | FaultKind::ConnectionReset
                     )
                 });
                 match post {
@@ -304,6 +308,7 @@ impl Shared {
                         next_url = Some(foreign);
                     }
                     Some(FaultKind::RepeatCursor) => next_url = Some(self_url.clone()),
+                    Some(FaultKind::ConnectionReset) => reply.reset = true,
                     _ => {}
                 }
                 reply.links.push(format!("<{self_url}>; rel=\"self\""));
@@ -753,7 +758,22 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         }
         LinkStyle::CommaJoined => {}
     }
-    builder.body(Body::from(reply.body)).unwrap_or_else(|err| {
+    let body = if reply.reset {
+        // Half the body, then an error: hyper aborts the connection without
+        // the final chunk, so the client sees it closed mid-response.
+        let mut first = reply.body;
+        first.truncate(first.len() / 2);
+        Body::from_stream(futures_util::stream::iter([
+            Ok(first),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "okta simulator: injected connection reset",
+            )),
+        ]))
+    } else {
+        Body::from(reply.body)
+    };
+    builder.body(body).unwrap_or_else(|err| {
         tracing::error!(error = %err, "okta simulator built an invalid response");
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
