@@ -28,6 +28,7 @@ macro_rules! both_kinds {
 }
 
 mod faults;
+mod fuzz_replay;
 mod hostile;
 mod security;
 mod store_faults;

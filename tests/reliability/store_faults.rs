@@ -258,3 +258,174 @@ async fn a_sqlite_store_locked_by_another_writer_waits_or_fails_cleanly() {
     ctx.store.close().await;
     sim.shutdown().await;
 }
+
+/// Kills the daemon if the test fails half way.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_owned()))
+}
+
+fn metric(port: u16, sample: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn wait_for(what: &str, port: u16, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}: {:?}",
+            http_get(port, "/metrics").map(|m| m
+                .1
+                .lines()
+                .filter(|l| l.starts_with("writer_sync_runs_total"))
+                .collect::<Vec<_>>()
+                .join("; "))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_survives_losing_postgres_mid_run_and_recovers_at_the_next_run() {
+    let Ok(base) = std::env::var(common::PG_ENV) else {
+        eprintln!(
+            "SKIPPED the_daemon_survives_losing_postgres: {} is not set",
+            common::PG_ENV
+        );
+        return;
+    };
+    let sim = sim(1_500).await;
+    let db = common::TestDb::new(common::Kind::Postgres, "daemonlost")
+        .await
+        .unwrap();
+    let app_name = format!("ws_dlost_{}", fastrand::u32(..));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    common::write_file_mode(
+        &config,
+        &config_text(
+            sim.url().as_str(),
+            &sim.app_id(),
+            &format!("{}&application_name={app_name}", db.config_url),
+            &format!("\n[sync]\nschedule = \"0 0 1 1 *\"\nrun_on_start = true\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+        )
+        .replace("writes_per_second = 0", "writes_per_second = 1000"),
+        0o600,
+    );
+    let token = sim.token().to_owned();
+    let mut daemon = KillOnDrop(
+        std::process::Command::new(crate::BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("WRITER_SYNC_OKTA_API_TOKEN", &token)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut daemon.0;
+    // Drain stderr as it comes: a full pipe would block the daemon's logging.
+    let mut pipe = child.stderr.take().unwrap();
+    let drained = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+        text
+    });
+    // Once the first run has committed a batch, kill the store's sessions.
+    let store = writer_sync::store::Store::connect(&db.url).await.unwrap();
+    let start = Instant::now();
+    loop {
+        if store
+            .audit_log()
+            .await
+            .map(|a| !a.is_empty())
+            .unwrap_or(false)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first run never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut killed = 0;
+    for _ in 0..10 {
+        killed += terminate_sessions(&base, &app_name).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed > 0);
+    wait_for("a failed run", port, Duration::from_secs(30), || {
+        metric(port, "writer_sync_runs_total{status=\"failed\"}") == Some(1.0)
+    })
+    .await;
+    // Still alive and serving; the next run (SIGUSR1) converges.
+    assert_eq!(http_get(port, "/healthz").map(|r| r.0), Some(200));
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+    let usr1 = std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(usr1.success());
+    wait_for("an ok run", port, Duration::from_secs(60), || {
+        metric(port, "writer_sync_runs_total{status=\"ok\"}") == Some(1.0)
+    })
+    .await;
+    let runs = store.recent_runs(10).await.unwrap();
+    assert!(runs.iter().all(|r| r.status != "running"), "{runs:?}");
+    assert_eq!(runs[0].status, "ok");
+    // Nothing left to do.
+    let config_text = std::fs::read_to_string(&config).unwrap();
+    let ctx = context(
+        parse_config(&config_text, &token),
+        &token,
+        Limits::default(),
+    )
+    .await;
+    let again = writer_sync::reconcile::run_once(
+        &ctx,
+        &writer_sync::reconcile::RunOptions {
+            dry_run: true,
+            ..writer_sync::reconcile::RunOptions::new(writer_sync::reconcile::Trigger::Once)
+        },
+    )
+    .await;
+    assert_eq!(again.planned, 0, "{:?}", again.error);
+    ctx.store.close().await;
+    store.close().await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let stderr = drained.join().unwrap();
+    common::assert_no_secrets("daemon stderr", &stderr, &[&token]);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    sim.shutdown().await;
+}
