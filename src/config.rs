@@ -108,6 +108,9 @@ pub enum ConfigError {
          an `[okta.oauth]` table (`client_id` and `private_key_file`)"
     )]
     MissingCredential { path: PathBuf },
+    /// The config file could be changed by other accounts (see `fsperm`).
+    #[error("{message}")]
+    Permissions { message: String },
 }
 
 fn line_suffix(line: Option<usize>) -> String {
@@ -374,6 +377,8 @@ pub fn resolve_path(cli: Option<&Path>, env_value: Option<&str>) -> PathBuf {
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path, env: &ConfigEnv) -> Result<Config, ConfigError> {
+    crate::fsperm::check_and_warn(path, crate::fsperm::FileKind::Config)
+        .map_err(|message| ConfigError::Permissions { message })?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -1165,7 +1170,7 @@ fn read_private_key(file: &Path) -> Result<PrivateKey, String> {
 
 /// Reads a secret from a file: trimmed, non-empty, one line.
 fn read_secret_file(file: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
+    let text = crate::fsperm::read_secret_text(file)?;
     let value = text.trim();
     if value.is_empty() {
         return Err("the file is empty".into());

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod fsperm;
 pub mod metrics;
 pub mod model;
 pub mod okta;

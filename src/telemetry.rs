@@ -65,5 +65,6 @@ pub fn init(format: LogFormat, level: &str) -> LogHandle {
             .with(fmt::layer().with_ansi(false).with_writer(std::io::stderr))
             .init(),
     }
+    crate::fsperm::flush_warnings();
     LogHandle { handle, from_env }
 }

@@ -24,6 +24,8 @@ fn sample() -> Org {
 struct Daemon {
     child: Child,
     port: u16,
+    /// Checked against everything the daemon printed, however it ends.
+    secrets: Vec<String>,
 }
 
 impl Daemon {
@@ -93,6 +95,8 @@ impl Daemon {
                     .unwrap()
                     .read_to_string(&mut err)
                     .unwrap();
+                let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                common::assert_no_secrets("daemon stderr", &err, &secrets);
                 return (status.code(), err);
             }
             assert!(
@@ -108,6 +112,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            if !std::thread::panicking() {
+                let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                common::assert_no_secrets("daemon stderr", &err, &secrets);
+            }
+        }
     }
 }
 
@@ -170,6 +182,7 @@ impl Setup {
         Daemon {
             child: cmd.spawn().unwrap(),
             port,
+            secrets: vec![self.sim.token().to_owned()],
         }
     }
 }
@@ -328,13 +341,14 @@ both_backends!(
         let runs = store.recent_runs(5).await.unwrap();
         assert!(runs.iter().all(|r| r.status != "running"), "{runs:?}");
         store.close().await;
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&config)
-            .args(["run", "--once", "--json"])
-            .env("WRITER_SYNC_OKTA_API_TOKEN", s.sim.token())
-            .output()
-            .unwrap();
+        let out = common::checked_output(
+            Command::new(BIN)
+                .arg("--config")
+                .arg(&config)
+                .args(["run", "--once", "--json"])
+                .env("WRITER_SYNC_OKTA_API_TOKEN", s.sim.token()),
+            &[s.sim.token()],
+        );
         assert_eq!(
             out.status.code(),
             Some(0),

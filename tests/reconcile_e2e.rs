@@ -173,7 +173,8 @@ impl World {
             .args(args)
             .env("WRITER_SYNC_OKTA_API_TOKEN", self.sim.token())
             .env_remove("RUST_LOG");
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        let token = self.sim.token().to_owned();
+        tokio::task::spawn_blocking(move || common::checked_output(&mut cmd, &[&token]))
             .await
             .unwrap()
     }
@@ -668,12 +669,13 @@ async fn exit_code_2_for_config_errors() {
         "[okta]\norg_url = \"https://a.okta.com\"\napp_id = \"0oa1\"\nbogus = 1\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .args(["run", "--once"])
-        .output()
-        .unwrap();
+    let out = common::checked_output(
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .args(["run", "--once"]),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -686,14 +688,15 @@ async fn exit_code_2_for_config_errors() {
         "[okta]\norg_url = \"https://a.okta.com\"\napp_id = \"0oa1\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .args(["run", "--once"])
-        .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
+    let out = common::checked_output(
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .args(["run", "--once"])
+            .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
+            .env_remove("CREDENTIALS_DIRECTORY"),
+        &[],
+    );
     assert_eq!(
         out.status.code(),
         Some(2),

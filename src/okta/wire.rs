@@ -4,7 +4,10 @@
 //! become `None` / empty, base profile strings of an unexpected JSON type are
 //! kept as their JSON text rather than failing the whole listing, and every
 //! profile attribute without a field of its own (custom attributes included)
-//! is kept in an `extra` / `profile` map.
+//! is kept in an `extra` / `profile` map. Every string the sync stores
+//! (ids, profile strings, group names) comes out storable: U+0000, which
+//! PostgreSQL text cannot hold, becomes U+FFFD, so one odd Okta value can
+//! never make every apply fail.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -13,6 +16,7 @@ use serde_json::{Map, Value};
 /// `_embedded.user` of an app user).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct User {
+    #[serde(deserialize_with = "storable_string")]
     pub id: String,
     /// `ACTIVE`, `SUSPENDED`, `DEPROVISIONED`, … as sent.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -44,6 +48,7 @@ pub struct UserProfile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AppUser {
     /// The Okta user id.
+    #[serde(deserialize_with = "storable_string")]
     pub id: String,
     /// App-user status (`ACTIVE`, `PROVISIONED`, …), not the user's status.
     #[serde(default, deserialize_with = "lenient_string")]
@@ -62,6 +67,7 @@ pub struct AppUser {
 /// An Okta group.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Group {
+    #[serde(deserialize_with = "storable_string")]
     pub id: String,
     /// `OKTA_GROUP`, `APP_GROUP` or `BUILT_IN`.
     #[serde(rename = "type", default, deserialize_with = "lenient_string")]
@@ -85,6 +91,7 @@ pub struct GroupProfile {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AppGroup {
     /// The group id.
+    #[serde(deserialize_with = "storable_string")]
     pub id: String,
     /// Lower numbers win when a user gets the app through several groups.
     #[serde(default)]
@@ -125,11 +132,27 @@ where
     D: Deserializer<'de>,
 {
     Ok(match Value::deserialize(deserializer)? {
-        Value::String(s) => Some(s),
+        Value::String(s) => Some(storable(s)),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Null | Value::Array(_) | Value::Object(_) => None,
     })
+}
+
+/// `s` with every NUL replaced by U+FFFD.
+fn storable(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+fn storable_string<'de, D>(deserializer: D) -> Result<String, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    String::deserialize(deserializer).map(storable)
 }
 
 fn lenient_string_or_empty<'de, D>(deserializer: D) -> Result<String, D::Error>
@@ -230,6 +253,22 @@ mod tests {
         .unwrap();
         assert_eq!(app_group.priority, Some(3));
         assert_eq!(app_group.group.unwrap().profile.name, "Eng");
+    }
+
+    #[test]
+    fn nul_characters_become_replacement_characters() {
+        let user: User = serde_json::from_str(
+            r#"{"id": "00u\u0000x", "profile": {"email": "a\u0000@x.example", "lastName": "\u0000"}}"#,
+        )
+        .unwrap();
+        assert_eq!(user.id, "00u\u{FFFD}x");
+        assert_eq!(user.profile.email.as_deref(), Some("a\u{FFFD}@x.example"));
+        assert_eq!(user.profile.last_name.as_deref(), Some("\u{FFFD}"));
+        let group: AppGroup = serde_json::from_str(
+            r#"{"id": "00g1", "_embedded": {"group": {"id": "00g1", "profile": {"name": "E\u0000ng"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(group.group.unwrap().profile.name, "E\u{FFFD}ng");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Applies a plan to the store.
 //!
-//! Invariant: changes are applied in plan order, in transactions of at most
-//! [`BATCH`] changes; each change and its audit row are written in the same
+//! Invariant: changes are applied in the given order, in transactions of
+//! about [`BATCH`] changes (see `txorder`: a created user and its
+//! memberships always share one); each change and its audit row are written in the same
 //! transaction, so a crash leaves whole batches applied and the next run's
 //! plan picks up exactly what is missing. Writes are paced by one limiter
 //! (`store.writes_per_second`). A stop request is honoured between batches.
@@ -74,7 +75,8 @@ pub async fn apply(
     let mut new_users: HashMap<String, i64> = HashMap::new();
     let mut new_teams: HashMap<String, i64> = HashMap::new();
     let mut applied = 0;
-    for batch in changes.chunks(BATCH) {
+    for range in crate::reconcile::txorder::batches(changes, BATCH) {
+        let batch = &changes[range];
         if opts.stop.load(Ordering::SeqCst) {
             return (applied, Err(ApplyError::Stopped { applied }));
         }

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod observe;
 pub mod plan;
 pub mod report;
+pub mod txorder;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -310,6 +311,7 @@ async fn observe_plan_apply(
         unmanaged,
         ..
     } = plan;
+    let changes = txorder::group_new_users(changes);
 
     if opts.dry_run {
         report.status = Status::DryRun;

@@ -4096,6 +4096,69 @@ mod tests {
             }
         }
 
+        /// SPEC §2: a plan the guard lets through never exceeds any limit:
+        /// not the count, not the percent (NaN and infinite percents
+        /// included), not the removals, and never an empty Okta view over
+        /// active managed users. Any plan shape, any limits.
+        #[test]
+        fn the_guard_never_lets_more_than_its_limits_through(
+            deactivations in 0..300usize, removals in 0..700usize,
+            extra_active in 0..3000usize, in_scope in 0..3usize,
+            max in 0..400u32, max_removals in 0..800u32,
+            percent in prop_oneof![
+                0.0..=100.0f64,
+                Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(-0.0f64),
+            ],
+        ) {
+            // Deactivations only ever hit active managed users.
+            let active = deactivations + extra_active;
+            let p = plan_with(deactivations, removals, active, in_scope);
+            let reasons = guard(&p, &limits(max, percent, max_removals));
+            if reasons.is_empty() {
+                prop_assert!(deactivations <= max as usize);
+                prop_assert!(removals <= max_removals as usize);
+                prop_assert!(deactivations == 0 || (deactivations as f64) * 100.0 <= percent * active as f64);
+                prop_assert!(in_scope > 0 || active == 0);
+            } else {
+                // Blocked only for a reason that holds.
+                let over_percent = deactivations > 0
+                    && !matches!(
+                        ((deactivations as f64) * 100.0).partial_cmp(&(percent * active as f64)),
+                        Some(Ordering::Less | Ordering::Equal)
+                    );
+                prop_assert!(
+                    deactivations > max as usize
+                        || removals > max_removals as usize
+                        || over_percent
+                        || (in_scope == 0 && active > 0),
+                    "{:?}", reasons
+                );
+            }
+        }
+
+        /// No deactivation outside the managed set: every deactivated
+        /// Writer user is an active store user linked to exactly that Okta
+        /// id, and no Okta id whose in-scope copies are all active-like is
+        /// ever deactivated; the guard's denominator is never exceeded.
+        #[test]
+        fn deactivations_only_hit_managed_users_okta_no_longer_has_active(w in arb_world()) {
+            let p = w.plan();
+            let mut deactivated = HashSet::new();
+            for c in &p.changes {
+                if let Change::DeactivateUser { user_id, okta_id, .. } = c {
+                    let u = w.store.users.iter().find(|u| u.id == *user_id);
+                    prop_assert!(u.is_some_and(|u| u.active && u.okta_id.as_deref() == Some(okta_id.as_str())), "{:?}", c);
+                    let copies: Vec<&OktaUser> = w.okta.users.iter().filter(|o| &o.id == okta_id).collect();
+                    prop_assert!(
+                        copies.is_empty() || copies.iter().any(|o| !is_active_status(&o.status)),
+                        "an active in-scope Okta user was deactivated: {:?}", c
+                    );
+                    prop_assert!(deactivated.insert(*user_id), "deactivated twice: {:?}", c);
+                }
+            }
+            prop_assert!(deactivated.len() <= p.active_managed_users);
+        }
+
         /// Rule 14: the plan does not depend on the order of the inputs.
         #[test]
         fn plan_is_independent_of_input_order(w in arb_world()) {

@@ -150,6 +150,10 @@ pub enum FaultKind {
     ForeignNextLink,
     /// A `next` link to the page just served (a cursor loop).
     RepeatCursor,
+    /// A 200 whose body stops after half of it: the connection is closed
+    /// mid-response (chunked encoding, no final chunk), as when a proxy or
+    /// the network resets it.
+    ConnectionReset,
 }
 
 /// One injected fault.

@@ -136,6 +136,8 @@ struct Reply {
     headers: Vec<(header::HeaderName, String)>,
     /// Whether the request's credential was accepted.
     authorized: bool,
+    /// Close the connection after sending half the body.
+    reset: bool,
 }
 
 impl Reply {
@@ -147,6 +149,7 @@ impl Reply {
             rate: None,
             headers: Vec::new(),
             authorized: false,
+            reset: false,
         }
     }
 
@@ -447,6 +450,7 @@ impl Shared {
                         FaultKind::TruncatedBody
                             | FaultKind::ForeignNextLink
                             | FaultKind::RepeatCursor
+                            | FaultKind::ConnectionReset
                     )
                 });
                 match post {
@@ -460,6 +464,7 @@ impl Shared {
                         next_url = Some(foreign);
                     }
                     Some(FaultKind::RepeatCursor) => next_url = Some(self_url.clone()),
+                    Some(FaultKind::ConnectionReset) => reply.reset = true,
                     _ => {}
                 }
                 reply.links.push(format!("<{self_url}>; rel=\"self\""));
@@ -925,7 +930,22 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         }
         LinkStyle::CommaJoined => {}
     }
-    builder.body(Body::from(reply.body)).unwrap_or_else(|err| {
+    let body = if reply.reset {
+        // Half the body, then an error: hyper aborts the connection without
+        // the final chunk, so the client sees it closed mid-response.
+        let mut first = reply.body;
+        first.truncate(first.len() / 2);
+        Body::from_stream(futures_util::stream::iter([
+            Ok(first),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "okta simulator: injected connection reset",
+            )),
+        ]))
+    } else {
+        Body::from(reply.body)
+    };
+    builder.body(body).unwrap_or_else(|err| {
         tracing::error!(error = %err, "okta simulator built an invalid response");
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;

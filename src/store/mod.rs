@@ -464,8 +464,17 @@ impl Store {
                         holder: self.describe_pg_holder().await,
                     });
                 }
+                // Never hand this connection back to the pool: it may hold
+                // the session lock (after `release` it is simply closed).
+                conn.close_on_drop();
+                // The session can end under us (server restart, failover,
+                // pg_terminate_backend): that frees the lock for another
+                // instance, so this run must notice and stop applying.
+                let conn = Arc::new(tokio::sync::Mutex::new(Some(conn)));
+                let lost = Arc::new(AtomicBool::new(false));
+                let watch = tokio::spawn(watch_pg_session(Arc::clone(&conn), Arc::clone(&lost)));
                 Ok(SyncLock {
-                    inner: LockInner::Postgres(Some(conn)),
+                    inner: LockInner::Postgres { conn, lost, watch },
                 })
             }
             Backend::Sqlite => {
@@ -545,6 +554,25 @@ const PG_LOCK_CLASS: i32 = 0x5753;
 /// Lease length of the SQLite lock row; renewed every third of it.
 const LEASE_MS: i64 = 30_000;
 
+/// How often the PostgreSQL lock session is checked to be alive.
+const PG_WATCH_MS: u64 = 2_000;
+
+async fn watch_pg_session(
+    conn: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+    lost: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(PG_WATCH_MS)).await;
+        let mut guard = conn.lock().await;
+        let Some(c) = guard.as_mut() else { return };
+        if let Err(e) = sqlx::query("SELECT 1").execute(&mut **c).await {
+            tracing::error!(error = %e, "the session holding the sync lock ended; stopping the run");
+            lost.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
 async fn renew_lease(pool: AnyPool, holder: String, lost: Arc<AtomicBool>) {
     let mut failures = 0;
     loop {
@@ -582,7 +610,11 @@ pub struct SyncLock {
 }
 
 enum LockInner {
-    Postgres(Option<PoolConnection<Any>>),
+    Postgres {
+        conn: Arc<tokio::sync::Mutex<Option<PoolConnection<Any>>>>,
+        lost: Arc<AtomicBool>,
+        watch: tokio::task::JoinHandle<()>,
+    },
     Sqlite {
         pool: AnyPool,
         holder: String,
@@ -606,29 +638,27 @@ impl LockCheck {
 }
 
 impl SyncLock {
-    /// A handle that tells whether the lock is still held. A PostgreSQL
-    /// advisory lock cannot be lost while its session lives; the SQLite lease
-    /// can, when renewals fail.
+    /// A handle that tells whether the lock is still held: a PostgreSQL
+    /// advisory lock is lost with its session (checked every 2 s), the
+    /// SQLite lease when renewals fail.
     pub fn checker(&self) -> LockCheck {
         match &self.inner {
-            LockInner::Sqlite { lost, .. } => LockCheck(Some(Arc::clone(lost))),
-            LockInner::Postgres(_) => LockCheck(None),
+            LockInner::Sqlite { lost, .. } | LockInner::Postgres { lost, .. } => {
+                LockCheck(Some(Arc::clone(lost)))
+            }
         }
     }
 
     pub async fn release(mut self) -> Result<(), StoreError> {
         match &mut self.inner {
-            LockInner::Postgres(conn) => {
-                if let Some(mut c) = conn.take() {
-                    let res =
-                        sqlx::query("SELECT pg_advisory_unlock($1, hashtext(current_schema()))")
-                            .bind(PG_LOCK_CLASS)
-                            .execute(&mut *c)
-                            .await;
-                    if res.is_err() {
-                        c.close_on_drop();
-                    }
-                    res.map_err(query_err("release advisory lock"))?;
+            LockInner::Postgres { conn, watch, .. } => {
+                watch.abort();
+                if let Some(mut c) = conn.lock().await.take() {
+                    sqlx::query("SELECT pg_advisory_unlock($1, hashtext(current_schema()))")
+                        .bind(PG_LOCK_CLASS)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(query_err("release advisory lock"))?;
                 }
                 Ok(())
             }
@@ -653,10 +683,9 @@ impl SyncLock {
 impl Drop for SyncLock {
     fn drop(&mut self) {
         match &mut self.inner {
-            // Never hand a connection that may still hold the session lock
-            // back to the pool.
-            LockInner::Postgres(Some(conn)) => conn.close_on_drop(),
-            LockInner::Postgres(None) => {}
+            // The connection is marked close-on-drop, so it never goes back
+            // to the pool still holding the session lock.
+            LockInner::Postgres { watch, .. } => watch.abort(),
             LockInner::Sqlite { renew, .. } => renew.abort(),
         }
     }

@@ -128,3 +128,33 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Fails the test when any of `secrets` appears in `text` (the output of a
+/// writer-sync process). Every test that runs the binary routes its output
+/// through here (or [`checked_output`]), so a token in a log line, an error
+/// message or a report fails the suite.
+pub fn assert_no_secrets(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(
+            !text.contains(secret),
+            "a secret ({} chars) appeared in {what}:\n{text}",
+            secret.len()
+        );
+    }
+}
+
+/// Runs `cmd` to completion and checks its stdout and stderr for `secrets`.
+pub fn checked_output(cmd: &mut std::process::Command, secrets: &[&str]) -> std::process::Output {
+    let out = cmd.output().expect("run the writer-sync binary");
+    assert_no_secrets("stdout", &String::from_utf8_lossy(&out.stdout), secrets);
+    assert_no_secrets("stderr", &String::from_utf8_lossy(&out.stderr), secrets);
+    out
+}
+
+/// Writes a file with `mode` (tests create config and token files the way an
+/// operator should: not writable by others).
+pub fn write_file_mode(path: &std::path::Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
