@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each fuzz target uses one of these checks
 //! The properties each fuzz target checks, shared by the libFuzzer targets
 //! (`fuzz/fuzz_targets/*.rs`) and `cargo test` (which replays
 //! `fuzz/regressions/` and runs the same checks on random bytes on stable).
