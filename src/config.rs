@@ -139,6 +139,8 @@ pub struct OktaConfig {
     /// call [`Config::okta_auth`], which turns that into an error.
     pub auth: Option<OktaAuth>,
     pub requests_per_minute: NonZeroU32,
+    /// Percentage (1–100) of each Okta rate-limit bucket used per window.
+    pub rate_limit_share: u8,
     pub max_concurrent_requests: NonZeroUsize,
     pub request_timeout: Duration,
 }
@@ -423,6 +425,7 @@ const KNOWN_KEYS: &[&str] = &[
     "okta.app_id",
     "okta.api_token_file",
     "okta.requests_per_minute",
+    "okta.rate_limit_share",
     "okta.max_concurrent_requests",
     "okta.request_timeout",
     "okta.oauth.client_id",
@@ -524,6 +527,8 @@ struct RawOkta {
     api_token_file: Option<PathBuf>,
     #[serde(default = "default_rpm")]
     requests_per_minute: i64,
+    #[serde(default = "default_share")]
+    rate_limit_share: i64,
     #[serde(default = "default_concurrency")]
     max_concurrent_requests: i64,
     #[serde(default = "default_timeout")]
@@ -551,6 +556,9 @@ enum RawScopes {
 
 fn default_rpm() -> i64 {
     300
+}
+fn default_share() -> i64 {
+    i64::from(crate::okta::DEFAULT_RATE_LIMIT_SHARE)
 }
 fn default_concurrency() -> i64 {
     4
@@ -728,6 +736,18 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
     };
     let requests_per_minute = positive_u32(raw.okta.requests_per_minute)
         .map_err(|m| invalid("okta.requests_per_minute", m))?;
+    let rate_limit_share = u8::try_from(raw.okta.rate_limit_share)
+        .ok()
+        .filter(|share| (1..=100).contains(share))
+        .ok_or_else(|| {
+            invalid(
+                "okta.rate_limit_share",
+                format!(
+                    "{} must be a percentage between 1 and 100",
+                    raw.okta.rate_limit_share
+                ),
+            )
+        })?;
     let max_concurrent_requests = positive_u32(raw.okta.max_concurrent_requests)
         .map_err(|m| invalid("okta.max_concurrent_requests", m))
         .and_then(|n| {
@@ -875,6 +895,7 @@ fn validate(raw: RawConfig, path: &Path, env: &ConfigEnv) -> Result<Config, Conf
             app_id,
             auth,
             requests_per_minute,
+            rate_limit_share,
             max_concurrent_requests,
             request_timeout,
         },
@@ -1373,6 +1394,7 @@ mod tests {
         let c = parse_ok(MINIMAL);
         assert_eq!(c.okta.org_url.as_str(), "https://acme.okta.com/");
         assert_eq!(c.okta.requests_per_minute.get(), 300);
+        assert_eq!(c.okta.rate_limit_share, 50);
         assert_eq!(c.okta.max_concurrent_requests.get(), 4);
         assert_eq!(c.okta.request_timeout, Duration::from_secs(30));
         assert_eq!(
@@ -1442,6 +1464,14 @@ mod tests {
             (
                 "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequests_per_minute = 0",
                 "okta.requests_per_minute",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrate_limit_share = 0",
+                "okta.rate_limit_share",
+            ),
+            (
+                "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrate_limit_share = 101",
+                "okta.rate_limit_share",
             ),
             (
                 "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nmax_concurrent_requests = -1",

@@ -162,6 +162,7 @@ impl Client {
                 dpop: self.dpop,
             }),
             requests_per_minute: NonZeroU32::new(6_000).unwrap(),
+            rate_limit_share: 100,
             max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
             request_timeout: Duration::from_secs(5),
             retry_budget: Duration::from_secs(20),

@@ -100,6 +100,7 @@ fn client_with(sim: &SimHandle, token: &str, settings: ClientSettings) -> OktaCl
         org_url: sim.url().clone(),
         auth: OktaAuth::Ssws(Secret::new(token)),
         requests_per_minute: NonZeroU32::new(settings.rpm).unwrap(),
+        rate_limit_share: 100,
         max_concurrent_requests: NonZeroUsize::new(settings.concurrency).unwrap(),
         request_timeout: settings.timeout,
         retry_budget: settings.retry_budget,
@@ -466,8 +467,13 @@ async fn group_members_and_exact_name_search() {
         listed.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
         members
     );
-    // 450 members, 200 per page.
-    assert_eq!(requests_of(&sim, Family::GroupMembers).len(), 3);
+    // 450 members fit one page of 1,000 (Okta's default and the size asked).
+    let pages = requests_of(&sim, Family::GroupMembers);
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert!(
+        pages[0].query.as_deref().unwrap().contains("limit=1000"),
+        "{pages:?}"
+    );
     sim.shutdown().await;
 }
 
@@ -904,6 +910,7 @@ async fn connection_errors_are_retried_until_the_budget_is_spent() {
         org_url: url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
         auth: OktaAuth::Ssws(Secret::new("00connTOKEN")),
         requests_per_minute: NonZeroU32::new(600).unwrap(),
+        rate_limit_share: 100,
         max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
         request_timeout: Duration::from_secs(5),
         retry_budget: Duration::from_secs(20),
@@ -1225,6 +1232,7 @@ async fn okta_sim_binary_prints_one_json_line_and_serves() {
         org_url: url::Url::parse(ready["url"].as_str().unwrap()).unwrap(),
         auth: OktaAuth::Ssws(Secret::new("00binTOKEN")),
         requests_per_minute: NonZeroU32::new(600).unwrap(),
+        rate_limit_share: 100,
         max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
         request_timeout: Duration::from_secs(10),
         retry_budget: Duration::from_secs(10),

@@ -32,6 +32,7 @@ impl OktaClientConfig {
             org_url: config.okta.org_url.clone(),
             auth,
             requests_per_minute: config.okta.requests_per_minute,
+            rate_limit_share: config.okta.rate_limit_share,
             max_concurrent_requests: config.okta.max_concurrent_requests,
             request_timeout: config.okta.request_timeout,
             retry_budget: DEFAULT_RETRY_BUDGET,

@@ -210,12 +210,25 @@ fn backoff_ceiling(attempt: u32, policy: &RetryPolicy) -> Duration {
         .min(policy.backoff_max)
 }
 
+/// The part of a bucket this client may use: `share_percent` of the
+/// window's `X-Rate-Limit-Limit` (Okta gives one token 50 % of each bucket
+/// by default; the rest is left to the org's other integrations). At least
+/// one request, at most the whole limit.
+pub fn share_of(limit: u32, share_percent: u8) -> u32 {
+    let share = u64::from(share_percent.clamp(1, 100));
+    (u64::from(limit) * share)
+        .div_ceil(100)
+        .clamp(1, u64::from(limit.max(1))) as u32
+}
+
 /// How long to hold back the next request of a family after a successful
-/// response carrying these headers, so the client slows down before Okta
-/// refuses it:
-/// * nothing left (`remaining == 0`): wait until the reset (+ slack);
-/// * little left (≤ `low_remaining_percent` of the limit): spread the
-///   remaining requests evenly over the time until the reset;
+/// response carrying these headers, so the client stays inside its share of
+/// the bucket ([`share_of`]) and slows down before Okta refuses it. The
+/// requests this client may still send in the window are `remaining` minus
+/// the part of the limit reserved for others:
+/// * none left: wait until the reset (+ slack);
+/// * little left (≤ `low_remaining_percent` of the share): spread them
+///   evenly over the time until the reset;
 /// * otherwise, or without complete headers, or on a concurrency report
 ///   (`limit == 0`): no delay.
 ///
@@ -224,6 +237,7 @@ pub fn pacing_delay(
     headers: &RateLimitHeaders,
     server_now: SystemTime,
     policy: &RetryPolicy,
+    share_percent: u8,
 ) -> Duration {
     let (Some(limit), Some(remaining), Some(reset)) =
         (headers.limit, headers.remaining, headers.reset)
@@ -233,15 +247,17 @@ pub fn pacing_delay(
     if limit == 0 {
         return Duration::ZERO;
     }
+    let share = share_of(limit, share_percent);
+    let ours = remaining.saturating_sub(limit - share);
     let until_reset = until_epoch(reset, server_now);
-    let delay = if remaining == 0 {
+    let delay = if ours == 0 {
         until_reset + policy.reset_slack
     } else {
-        let low_water = (u64::from(limit) * u64::from(policy.low_remaining_percent) / 100).max(1);
-        if u64::from(remaining) > low_water {
+        let low_water = (u64::from(share) * u64::from(policy.low_remaining_percent) / 100).max(1);
+        if u64::from(ours) > low_water {
             Duration::ZERO
         } else {
-            until_reset / remaining
+            until_reset / ours
         }
     };
     delay.min(policy.max_rate_limit_wait)
@@ -566,9 +582,12 @@ mod tests {
             remaining: Some(61),
             reset: Some(1_030),
         };
-        assert_eq!(pacing_delay(&headers, at(1_000), &policy), Duration::ZERO);
         assert_eq!(
-            pacing_delay(&RateLimitHeaders::default(), at(1_000), &policy),
+            pacing_delay(&headers, at(1_000), &policy, 100),
+            Duration::ZERO
+        );
+        assert_eq!(
+            pacing_delay(&RateLimitHeaders::default(), at(1_000), &policy, 100),
             Duration::ZERO
         );
     }
@@ -582,7 +601,7 @@ mod tests {
             reset: Some(1_030),
         };
         assert_eq!(
-            pacing_delay(&headers, at(1_000), &policy),
+            pacing_delay(&headers, at(1_000), &policy, 100),
             Duration::from_millis(500)
         );
         let headers = RateLimitHeaders {
@@ -590,7 +609,7 @@ mod tests {
             ..headers
         };
         assert_eq!(
-            pacing_delay(&headers, at(1_000), &policy),
+            pacing_delay(&headers, at(1_000), &policy, 100),
             Duration::from_secs(30)
         );
     }
@@ -604,7 +623,7 @@ mod tests {
             reset: Some(1_012),
         };
         assert_eq!(
-            pacing_delay(&headers, at(1_000), &policy),
+            pacing_delay(&headers, at(1_000), &policy, 100),
             Duration::from_secs(13)
         );
         // A concurrency report says nothing about the time bucket.
@@ -613,7 +632,7 @@ mod tests {
             ..headers
         };
         assert_eq!(
-            pacing_delay(&concurrency, at(1_000), &policy),
+            pacing_delay(&concurrency, at(1_000), &policy, 100),
             Duration::ZERO
         );
         // A small limit still paces at its last request.
@@ -623,9 +642,57 @@ mod tests {
             reset: Some(1_004),
         };
         assert_eq!(
-            pacing_delay(&tiny, at(1_000), &policy),
+            pacing_delay(&tiny, at(1_000), &policy, 100),
             Duration::from_secs(4)
         );
+    }
+
+    #[test]
+    fn pacing_keeps_to_the_clients_share_of_the_bucket() {
+        let policy = RetryPolicy::default();
+        // 100 per window, half of it ours: 50 used leaves nothing for us.
+        let at_share = RateLimitHeaders {
+            limit: Some(100),
+            remaining: Some(50),
+            reset: Some(1_006),
+        };
+        assert_eq!(
+            pacing_delay(&at_share, at(1_000), &policy, 50),
+            Duration::from_secs(7)
+        );
+        // The whole bucket is ours at 100 %: 50 left is plenty.
+        assert_eq!(
+            pacing_delay(&at_share, at(1_000), &policy, 100),
+            Duration::ZERO
+        );
+        // Low water is 10 % of the share (5 of 50): 4 of ours left spread
+        // over the 6 s to the reset.
+        let low = RateLimitHeaders {
+            remaining: Some(54),
+            ..at_share
+        };
+        assert_eq!(
+            pacing_delay(&low, at(1_000), &policy, 50),
+            Duration::from_millis(1_500)
+        );
+        let plenty = RateLimitHeaders {
+            remaining: Some(56),
+            ..at_share
+        };
+        assert_eq!(
+            pacing_delay(&plenty, at(1_000), &policy, 50),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn a_share_is_at_least_one_request_and_at_most_the_limit() {
+        assert_eq!(share_of(100, 50), 50);
+        assert_eq!(share_of(101, 50), 51);
+        assert_eq!(share_of(1, 1), 1);
+        assert_eq!(share_of(600, 100), 600);
+        assert_eq!(share_of(600, 0), 6, "0 % is treated as 1 %");
+        assert_eq!(share_of(600, 255), 600);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use writer_sync::sim::{
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 
-/// 1,200 users (three pages of app users), three pushed groups (several
-/// pages of members each).
+/// 1,200 users (six pages of app users at the simulator's page cap below),
+/// three pushed groups (several pages of members each).
 fn org() -> Org {
     Org::generate(&GenSpec::new(1_200, 8, 3, 11))
 }
@@ -29,6 +29,10 @@ async fn start_sim() -> SimHandle {
         SimOptions {
             // One-second windows: a 429 costs about a second, not a minute.
             rate_limits: RateLimits::uniform(u32::MAX, Duration::from_secs(1)),
+            // The client asks for 1,000 members per page; a server that
+            // clamps pages to 200 gives the groups of this small org several
+            // pages, so faults can hit a page after the first.
+            max_page_size: Some(200),
             ..SimOptions::default()
         },
     )

@@ -93,6 +93,7 @@ pub async fn context(config: Config, token: &str, limits: Limits) -> SyncContext
         org_url: config.okta.org_url.clone(),
         auth: OktaAuth::Ssws(Secret::new(token)),
         requests_per_minute: NonZeroU32::new(100_000).unwrap(),
+        rate_limit_share: 100,
         max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
         request_timeout: limits.timeout,
         retry_budget: limits.retry_budget,

@@ -189,6 +189,7 @@ async fn an_unverifiable_certificate_fails_the_request_and_the_token_is_never_se
             org_url: url::Url::parse(&format!("https://{host}:{port}/")).unwrap(),
             auth: OktaAuth::Ssws(Secret::new("00tlsTOKENneverSENT")),
             requests_per_minute: NonZeroU32::new(600).unwrap(),
+            rate_limit_share: 100,
             max_concurrent_requests: NonZeroUsize::new(1).unwrap(),
             request_timeout: Duration::from_secs(5),
             retry_budget: Duration::from_secs(1),
