@@ -16,7 +16,13 @@ use crate::okta::error::OktaError;
 use crate::okta::wire::{AppUser, User};
 
 /// Reads users, pushed groups and their members. `progress` is called with
-/// a running count of objects read (for the watchdog).
+/// the number of objects read by each finished listing (for the watchdog).
+///
+/// The app-user listing is one chain of pages (each page names the next) in
+/// the `apps` rate-limit family, the slowest part of a big sync; the pushed
+/// groups and then their members are read beside it, in other families, so
+/// they cost no wall time. Pages are turned into compact values as they
+/// arrive: only one page of JSON per listing is in memory at a time.
 pub async fn observe(
     client: &OktaClient,
     config: &Config,
@@ -25,97 +31,50 @@ pub async fn observe(
     let role_attribute = config.sync.role_attribute.as_str();
     let role_source = config.sync.role_source;
 
-    // Users (the app's assignments) and the pushed groups are independent
-    // listings in different rate-limit families: read them concurrently.
     let users_fut = async {
-        match &config.okta.app_id {
-            Some(app_id) => client.list_app_users(app_id).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let groups_fut = async {
-        match (&config.teams.push_groups, &config.okta.app_id) {
-            (PushGroups::Assigned, Some(app_id)) => {
-                let assigned = client.list_app_groups(app_id).await?;
-                let mut groups = Vec::with_capacity(assigned.len());
-                for g in assigned {
-                    let Some(group) = g.group else {
-                        return Err(OktaError::Decode {
-                            endpoint: Endpoint::get(&client.app_groups_url(app_id)?),
-                            reason: format!(
-                                "group assignment {} came without its group (expand=group)",
-                                g.id
-                            ),
-                        });
-                    };
-                    groups.push((g.id, group.profile.name));
-                }
-                Ok::<_, OktaError>((groups, Vec::new()))
-            }
-            (PushGroups::Assigned, None) => Ok((Vec::new(), Vec::new())),
-            (PushGroups::Named(names), _) => {
-                let mut groups = Vec::new();
-                let mut missing = Vec::new();
-                for name in names {
-                    let found = client.find_groups_by_name(name).await?;
-                    if found.is_empty() {
-                        missing.push(name.clone());
-                    }
-                    groups.extend(found.into_iter().map(|g| (g.id, g.profile.name)));
-                }
-                Ok((groups, missing))
-            }
-        }
-    };
-    let (app_users, groups) = tokio::join!(users_fut, groups_fut);
-    let app_users = app_users?;
-    let (groups, missing_group_names) = groups?;
-    progress(app_users.as_ref().map_or(0, Vec::len) + groups.len());
-
-    // Members of every pushed group, a few groups at a time (the client's
-    // own limiter and semaphore pace the requests).
-    let mut members: BTreeMap<String, Vec<User>> = BTreeMap::new();
-    let mut tasks = JoinSet::new();
-    for (id, _) in &groups {
-        let client = client.clone();
-        let id = id.clone();
-        tasks.spawn(async move {
-            let users = client.list_group_members(&id).await;
-            (id, users)
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let (id, users) = match joined {
-            Ok(done) => done,
-            // A listing task only ends without a value if it panicked (a
-            // bug): surface the panic rather than plan on a partial view.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        let Some(app_id) = &config.okta.app_id else {
+            return Ok(None);
         };
-        match users {
-            Ok(users) => {
-                progress(users.len());
-                members.insert(id, users);
-            }
-            Err(e) => {
-                tasks.abort_all();
-                return Err(e);
-            }
-        }
-    }
+        let mut users: Vec<OktaUser> = Vec::new();
+        client
+            .for_each_page(client.app_users_url(app_id)?, |page: Vec<AppUser>| {
+                users.extend(
+                    page.into_iter()
+                        .map(|au| from_app_user(au, role_attribute, role_source)),
+                );
+                Ok::<(), OktaError>(())
+            })
+            .await?;
+        progress(users.len());
+        Ok::<_, OktaError>(Some(users))
+    };
+    // Without an app, the in-scope users are the pushed groups' members, so
+    // their profiles are kept too.
+    let keep_member_profiles = config.okta.app_id.is_none();
+    let groups_fut = async {
+        let (groups, missing) = pushed_groups(client, config).await?;
+        progress(groups.len());
+        let members = group_members(
+            client,
+            &groups,
+            keep_member_profiles.then_some(role_attribute),
+            progress,
+        )
+        .await?;
+        Ok::<_, OktaError>((groups, missing, members))
+    };
+    // The first failure drops the other listing (and aborts its tasks).
+    let (app_users, (groups, missing_group_names, mut members)) =
+        tokio::try_join!(users_fut, groups_fut)?;
 
     let users: Vec<OktaUser> = match app_users {
-        Some(app_users) => app_users
-            .into_iter()
-            .map(|au| from_app_user(au, role_attribute, role_source))
-            .collect(),
-        // Without an app, the in-scope set is the union of the pushed
-        // groups' members; the role comes from the user profile.
+        Some(users) => users,
         None => {
             let mut by_id: BTreeMap<String, OktaUser> = BTreeMap::new();
-            for user in members.values().flatten() {
-                by_id.entry(user.id.clone()).or_insert_with(|| {
-                    from_user(user, role_value(&user.profile.extra, role_attribute))
-                });
+            for group in members.values_mut() {
+                for user in group.profiles.drain(..) {
+                    by_id.entry(user.id.clone()).or_insert(user);
+                }
             }
             by_id.into_values().collect()
         }
@@ -123,10 +82,7 @@ pub async fn observe(
     let groups = groups
         .into_iter()
         .map(|(id, name)| OktaGroup {
-            member_ids: members
-                .get(&id)
-                .map(|m| m.iter().map(|u| u.id.clone()).collect())
-                .unwrap_or_default(),
+            member_ids: members.remove(&id).map(|m| m.ids).unwrap_or_default(),
             id,
             name,
         })
@@ -138,9 +94,115 @@ pub async fn observe(
     })
 }
 
+/// The pushed groups as `(id, name)`, and the configured names no group has.
+async fn pushed_groups(
+    client: &OktaClient,
+    config: &Config,
+) -> Result<(Vec<(String, String)>, Vec<String>), OktaError> {
+    match (&config.teams.push_groups, &config.okta.app_id) {
+        (PushGroups::Assigned, Some(app_id)) => {
+            let assigned = client.list_app_groups(app_id).await?;
+            let mut groups = Vec::with_capacity(assigned.len());
+            for g in assigned {
+                let Some(group) = g.group else {
+                    return Err(OktaError::Decode {
+                        endpoint: Endpoint::get(&client.app_groups_url(app_id)?),
+                        reason: format!(
+                            "group assignment {} came without its group (expand=group)",
+                            g.id
+                        ),
+                    });
+                };
+                groups.push((g.id, group.profile.name));
+            }
+            Ok((groups, Vec::new()))
+        }
+        (PushGroups::Assigned, None) => Ok((Vec::new(), Vec::new())),
+        (PushGroups::Named(names), _) => {
+            let mut groups = Vec::new();
+            let mut missing = Vec::new();
+            for name in names {
+                let found = client.find_groups_by_name(name).await?;
+                if found.is_empty() {
+                    missing.push(name.clone());
+                }
+                groups.extend(found.into_iter().map(|g| (g.id, g.profile.name)));
+            }
+            Ok((groups, missing))
+        }
+    }
+}
+
+/// The members of one group: their ids in Okta's order, and their profiles
+/// when the caller asked for them.
+#[derive(Debug, Default)]
+struct Members {
+    ids: Vec<String>,
+    profiles: Vec<OktaUser>,
+}
+
+/// Members of every group, all groups at once (the client's budget,
+/// semaphore and per-family pacing decide how many requests really run).
+/// `profiles_role`: keep each member's profile, with the role read from
+/// this user-profile attribute.
+async fn group_members(
+    client: &OktaClient,
+    groups: &[(String, String)],
+    profiles_role: Option<&str>,
+    progress: &(dyn Fn(usize) + Send + Sync),
+) -> Result<BTreeMap<String, Members>, OktaError> {
+    let mut members: BTreeMap<String, Members> = BTreeMap::new();
+    let mut tasks = JoinSet::new();
+    for (id, _) in groups {
+        let client = client.clone();
+        let id = id.clone();
+        let role = profiles_role.map(str::to_owned);
+        tasks.spawn(async move {
+            let mut found = Members::default();
+            let listed = match client.group_members_url(&id) {
+                Ok(url) => {
+                    client
+                        .for_each_page(url, |page: Vec<User>| {
+                            for user in page {
+                                found.ids.push(user.id.clone());
+                                if let Some(role) = &role {
+                                    let role = role_value(&user.profile.extra, role);
+                                    found.profiles.push(from_user(user, role));
+                                }
+                            }
+                            Ok::<(), OktaError>(())
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            (id, listed.map(|_| found))
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (id, listed) = match joined {
+            Ok(done) => done,
+            // A listing task only ends without a value if it panicked (a
+            // bug): surface the panic rather than plan on a partial view.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        match listed {
+            Ok(found) => {
+                progress(found.ids.len());
+                members.insert(id, found);
+            }
+            Err(e) => {
+                tasks.abort_all();
+                return Err(e);
+            }
+        }
+    }
+    Ok(members)
+}
+
 fn from_app_user(app_user: AppUser, role_attribute: &str, role_source: RoleSource) -> OktaUser {
     let role_from_app = role_value(&app_user.profile, role_attribute);
-    match &app_user.user {
+    match app_user.user {
         Some(user) => {
             let role = match role_source {
                 RoleSource::AppUser => role_from_app,
@@ -152,8 +214,8 @@ fn from_app_user(app_user: AppUser, role_attribute: &str, role_source: RoleSourc
         // email, so the planner skips this user with a warning and leaves its
         // Writer user alone (never treated as unassigned).
         None => OktaUser {
-            id: app_user.id.clone(),
-            status: app_user.status.clone().unwrap_or_default(),
+            id: app_user.id,
+            status: app_user.status.unwrap_or_default(),
             email: None,
             first_name: None,
             last_name: None,
@@ -163,15 +225,15 @@ fn from_app_user(app_user: AppUser, role_attribute: &str, role_source: RoleSourc
     }
 }
 
-fn from_user(user: &User, role: Option<String>) -> OktaUser {
-    let p = &user.profile;
+fn from_user(user: User, role: Option<String>) -> OktaUser {
+    let p = user.profile;
     OktaUser {
-        id: user.id.clone(),
-        status: user.status.clone(),
-        email: p.email.clone(),
-        first_name: p.first_name.clone(),
-        last_name: p.last_name.clone(),
-        display_name: p.display_name.clone(),
+        id: user.id,
+        status: user.status,
+        email: p.email,
+        first_name: p.first_name,
+        last_name: p.last_name,
+        display_name: p.display_name,
         role,
     }
 }
