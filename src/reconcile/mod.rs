@@ -298,12 +298,18 @@ async fn observe_plan_apply(
         "observed"
     );
 
+    let planning = Instant::now();
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
     drop(store_state);
     drop(okta_state);
     log_findings(&plan);
     report.findings = plan.findings.clone();
     report.planned = plan.changes.len();
+    tracing::info!(
+        planned = report.planned,
+        plan_ms = planning.elapsed().as_millis() as u64,
+        "planned"
+    );
     let reasons = plan::guard(&plan, &config.safety_limits());
     let Plan {
         changes,
@@ -350,7 +356,13 @@ async fn observe_plan_apply(
         lock,
         progress: &progress_fn,
     };
+    let applying = Instant::now();
     let (applied, result) = apply(&ctx.store, &changes, &apply_opts).await;
+    tracing::info!(
+        applied,
+        apply_ms = applying.elapsed().as_millis() as u64,
+        "applied"
+    );
     let mut changes = changes;
     changes.truncate(applied);
     report.counts = Counts::tally(&changes, skipped, unmanaged);
