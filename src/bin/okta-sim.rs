@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
 use tracing_subscriber::EnvFilter;
-use writer_sync::sim::generate::GenSpec;
+use writer_sync::sim::generate::{GenSpec, GroupSizes};
 use writer_sync::sim::org::Org;
 use writer_sync::sim::{RateLimits, SimOptions, Simulator};
 
@@ -40,6 +40,10 @@ struct Args {
     /// Generated users whose email repeats another's in different case.
     #[arg(long, default_value_t = 0, requires = "users")]
     duplicate_emails: u32,
+    /// Zipf group sizes for a generated org, from LARGEST members down to
+    /// SMALLEST (e.g. `20000:5`), instead of random memberships.
+    #[arg(long, value_name = "LARGEST:SMALLEST", requires = "users", value_parser = parse_zipf)]
+    zipf_groups: Option<(u32, u32)>,
 
     /// Build the org from a directory holding list-users.har,
     /// list-groups.har and group-user-operations.har.
@@ -168,11 +172,33 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+fn parse_zipf(value: &str) -> Result<(u32, u32), String> {
+    let (largest, smallest) = value
+        .split_once(':')
+        .ok_or_else(|| format!("{value:?}: expected LARGEST:SMALLEST, e.g. 20000:5"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{s:?} is not a positive group size"))
+    };
+    let (largest, smallest) = (number(largest)?, number(smallest)?);
+    if smallest > largest {
+        return Err(format!("smallest {smallest} is above largest {largest}"));
+    }
+    Ok((largest, smallest))
+}
+
 fn build_org(args: &Args) -> Result<Org, String> {
     if let Some(users) = args.users {
         return Ok(Org::generate(&GenSpec {
             direct_percent: args.direct_percent,
             duplicate_emails: args.duplicate_emails,
+            group_sizes: match args.zipf_groups {
+                Some((largest, smallest)) => GroupSizes::Zipf { largest, smallest },
+                None => GroupSizes::Random,
+            },
             ..GenSpec::new(users, args.groups, args.pushed, args.seed)
         }));
     }

@@ -23,6 +23,33 @@ pub struct GenSpec {
     /// Number of users (taken from the end) whose email repeats an earlier
     /// user's email in different letter case.
     pub duplicate_emails: u32,
+    /// How group sizes are drawn.
+    pub group_sizes: GroupSizes,
+}
+
+/// How the generator sizes groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSizes {
+    /// Each user joins 0–3 groups, biased to low group numbers.
+    Random,
+    /// Zipf-like: group `i` (from 0) has `largest / (i + 1)^s` members, with
+    /// `s` chosen so the last group has `smallest` (the benchmark's org:
+    /// 20,000 down to 5). Members are spread over all users.
+    Zipf { largest: u32, smallest: u32 },
+}
+
+/// Size of group `index` of `groups` under [`GroupSizes::Zipf`], capped at
+/// `users`.
+pub fn zipf_size(index: u32, groups: u32, largest: u32, smallest: u32, users: u32) -> u32 {
+    let largest = largest.max(1);
+    let smallest = smallest.clamp(1, largest);
+    let exponent = if groups > 1 {
+        (f64::from(largest) / f64::from(smallest)).ln() / f64::from(groups).ln()
+    } else {
+        0.0
+    };
+    let size = (f64::from(largest) / f64::from(index + 1).powf(exponent)).round() as u32;
+    size.clamp(smallest, largest).min(users)
 }
 
 impl GenSpec {
@@ -35,6 +62,7 @@ impl GenSpec {
             seed,
             direct_percent: 10,
             duplicate_emails: 0,
+            group_sizes: GroupSizes::Random,
         }
     }
 }
@@ -259,6 +287,8 @@ impl Org {
             .collect();
 
         let duplicates_from = spec.users.saturating_sub(spec.duplicate_emails);
+        let random_groups = spec.group_sizes == GroupSizes::Random;
+        let mut user_ids: Vec<Id> = Vec::new();
         for n in 0..spec.users {
             let id = org.new_id("00u");
             let status = status_of(seed, n);
@@ -273,8 +303,11 @@ impl Org {
                 Profile::Generated(n)
             };
             org.insert_user(id.clone(), status, profile);
+            if !random_groups {
+                user_ids.push(id.clone());
+            }
 
-            if !group_ids.is_empty() {
+            if random_groups && !group_ids.is_empty() {
                 let memberships = match draw(seed, u64::from(n), 6) % 10 {
                     0 => 0,
                     1..=5 => 1,
@@ -292,6 +325,25 @@ impl Org {
                 && draw(seed, u64::from(n), 8) % 100 < u64::from(spec.direct_percent)
             {
                 org.direct.insert(id, direct_profile(seed, n));
+            }
+        }
+
+        if let GroupSizes::Zipf { largest, smallest } = spec.group_sizes
+            && !user_ids.is_empty()
+        {
+            let users = user_ids.len() as u64;
+            // A stride coprime with the number of users visits distinct users.
+            let stride = [7_919u64, 7_907, 7_901, 7_883, 7_877]
+                .into_iter()
+                .find(|p| !users.is_multiple_of(*p))
+                .unwrap_or(1);
+            for (index, group_id) in group_ids.iter().enumerate() {
+                let size = zipf_size(index as u32, spec.groups, largest, smallest, users as u32);
+                let start = draw(seed, index as u64, 9) % users;
+                for k in 0..u64::from(size) {
+                    let user = &user_ids[((start + k * stride) % users) as usize];
+                    org.add_member_ids(group_id, user);
+                }
             }
         }
 
@@ -391,6 +443,40 @@ mod tests {
             .map(|g| org.group_name(g).unwrap().to_owned())
             .collect();
         assert_eq!(names.len(), 40, "group names are unique");
+    }
+
+    #[test]
+    fn zipf_groups_run_from_the_largest_to_the_smallest_size() {
+        assert_eq!(zipf_size(0, 1_000, 20_000, 5, 100_000), 20_000);
+        assert_eq!(zipf_size(999, 1_000, 20_000, 5, 100_000), 5);
+        assert!(zipf_size(1, 1_000, 20_000, 5, 100_000) < 20_000);
+        assert_eq!(
+            zipf_size(0, 1_000, 20_000, 5, 300),
+            300,
+            "capped at the org"
+        );
+        assert_eq!(zipf_size(0, 1, 20, 5, 100), 20);
+
+        let spec = GenSpec {
+            group_sizes: GroupSizes::Zipf {
+                largest: 400,
+                smallest: 3,
+            },
+            ..GenSpec::new(1_000, 30, 5, 3)
+        };
+        let org = Org::generate(&spec);
+        let sizes: Vec<usize> = org
+            .group_ids()
+            .iter()
+            .map(|g| org.group_members(g).unwrap().len())
+            .collect();
+        let mut expected: Vec<usize> = (0..30)
+            .map(|i| zipf_size(i, 30, 400, 3, 1_000) as usize)
+            .collect();
+        let mut sorted = sizes.clone();
+        sorted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected, "members are distinct users");
     }
 
     #[test]
