@@ -1,0 +1,527 @@
+//! The sync benchmark (issue #8): full syncs of a big generated org, timed
+//! against the rate-limit floor.
+//!
+//! `cargo bench --bench sync -- [options]` (see `--help`, and
+//! docs/BENCHMARKS.md for recorded results). Not part of `cargo test`.
+//!
+//! What it does, per store (SQLite in a temp dir; PostgreSQL in a fresh
+//! schema of `--pg-url`):
+//! 1. starts the Okta simulator in this process with a generated org
+//!    (100,000 assigned users, 1,000 groups with Zipf sizes from 20,000 down
+//!    to 5, 200 pushed), Okta's per-family limits with the window scaled to
+//!    `--minute-secs`, and `--latency-ms` per request;
+//! 2. runs the real `writer-sync run --once` binary (under `/usr/bin/time`
+//!    for its peak RSS) three times: the first sync into an empty store, a
+//!    no-change sync, and a sync after 1 % of the users changed in Okta;
+//! 3. prints per run: wall time, its phases (from the binary's JSON logs),
+//!    Okta requests by family as the simulator counted them, the minimum
+//!    possible requests (every page at its maximum size), the rate-limit
+//!    floor, 429s, rows written, and peak RSS.
+//!
+//! The client's budget is scaled with the window: `requests_per_minute` of
+//! the config is `--rpm` × 60 / `--minute-secs`, so one scaled "minute"
+//! allows `--rpm` requests, as a real minute would.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use sqlx::Connection;
+use writer_sync::config::StoreUrl;
+use writer_sync::okta::limit::{Family, share_of};
+use writer_sync::sim::generate::{GenSpec, GroupSizes};
+use writer_sync::sim::org::{Org, UserStatus};
+use writer_sync::sim::{RateLimits, SimHandle, SimOptions, Simulator};
+use writer_sync::store::Store;
+
+/// Okta's page maxima for the listings a sync reads.
+const APP_USERS_MAX_PAGE: u64 = 500;
+const APP_GROUPS_MAX_PAGE: u64 = 200;
+const GROUP_MEMBERS_MAX_PAGE: u64 = 1_000;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sync-bench",
+    about = "Full-sync benchmark against the Okta simulator"
+)]
+struct Args {
+    /// Users in the generated org (all but the deprovisioned are assigned).
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
+    #[arg(long, default_value_t = 1_000)]
+    groups: u32,
+    /// Groups assigned to the app (pushed to Writer teams).
+    #[arg(long, default_value_t = 200)]
+    pushed: u32,
+    /// Largest and smallest group.
+    #[arg(long, default_value_t = 20_000)]
+    largest_group: u32,
+    #[arg(long, default_value_t = 5)]
+    smallest_group: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Length of a rate-limit window ("minute") in seconds.
+    #[arg(long, default_value_t = 6.0)]
+    minute_secs: f64,
+    /// Latency the simulator adds to every request.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// The client's budget per (scaled) minute: `okta.requests_per_minute`.
+    #[arg(long, default_value_t = 300)]
+    rpm: u32,
+    /// `okta.rate_limit_share` (percent of each bucket).
+    #[arg(long, default_value_t = 50)]
+    share: u8,
+    /// `okta.max_concurrent_requests`.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u32,
+    /// Percentage of app users changed in Okta before the third sync.
+    #[arg(long, default_value_t = 1.0)]
+    change_percent: f64,
+    /// Stores to run: sqlite, postgres (comma-separated).
+    #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
+    stores: Vec<String>,
+    /// PostgreSQL server for the postgres store (a schema is created and
+    /// dropped). Default: $WRITER_SYNC_TEST_DATABASE_URL or the local server.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// The writer-sync binary (default: the one cargo built with this bench).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// Ignored (cargo passes `--bench`).
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What the simulator's org requires at minimum.
+struct Minimum {
+    app_users: u64,
+    by_family: BTreeMap<Family, u64>,
+}
+
+impl Minimum {
+    fn of(org: &Org) -> Minimum {
+        // Okta (and the simulator) sends a `next` link after every full
+        // page, so a listing of n items takes n / max + 1 pages.
+        let pages = |n: u64, max: u64| n / max + 1;
+        let app_users = org.app_user_ids().len() as u64;
+        let groups = org.assigned_group_ids();
+        let members: u64 = groups
+            .iter()
+            .map(|g| {
+                pages(
+                    org.group_members(g).map_or(0, |m| m.len()) as u64,
+                    GROUP_MEMBERS_MAX_PAGE,
+                )
+            })
+            .sum();
+        let apps =
+            pages(app_users, APP_USERS_MAX_PAGE) + pages(groups.len() as u64, APP_GROUPS_MAX_PAGE);
+        Minimum {
+            app_users,
+            by_family: BTreeMap::from([(Family::Apps, apps), (Family::GroupMembers, members)]),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.by_family.values().sum()
+    }
+
+    /// The rate-limit floor in seconds and what sets it: per family, its
+    /// minimum requests ÷ this client's share of the family's window; and
+    /// all requests ÷ the client's budget.
+    fn floor(&self, limits: &RateLimits, share: u8, rpm: u32, minute: f64) -> (f64, String) {
+        let mut floor = (
+            self.total() as f64 / f64::from(rpm) * minute,
+            "requests_per_minute".to_owned(),
+        );
+        for (family, n) in &self.by_family {
+            let per_window = share_of(limits.limit(*family), share);
+            let secs = *n as f64 / f64::from(per_window) * minute;
+            if secs > floor.0 {
+                floor = (
+                    secs,
+                    format!("{} share ({per_window}/window)", family.as_str()),
+                );
+            }
+        }
+        floor
+    }
+}
+
+/// One sync run of the binary, measured.
+struct Measured {
+    wall: Duration,
+    status: String,
+    peak_rss_kb: u64,
+    phases: BTreeMap<&'static str, u64>,
+    requests: BTreeMap<Family, u64>,
+    rate_limited: u64,
+    changes: u64,
+    rows_written: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(message) = run(args).await {
+        eprintln!("sync-bench: {message}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let bin = match &args.bin {
+        Some(bin) => bin.clone(),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_writer-sync")),
+    };
+    if !Path::new("/usr/bin/time").exists() {
+        return Err("needs GNU time at /usr/bin/time for peak RSS (Debian package `time`)".into());
+    }
+    let spec = GenSpec {
+        direct_percent: 100,
+        group_sizes: GroupSizes::Zipf {
+            largest: args.largest_group,
+            smallest: args.smallest_group,
+        },
+        ..GenSpec::new(args.users, args.groups, args.pushed, args.seed)
+    };
+    let started = Instant::now();
+    let org = Org::generate(&spec);
+    let minimum = Minimum::of(&org);
+    let limits = RateLimits {
+        window: Duration::from_secs_f64(args.minute_secs),
+        ..RateLimits::okta_defaults()
+    };
+    let scaled_rpm = (f64::from(args.rpm) * 60.0 / args.minute_secs).round() as u32;
+    let (floor, bound_by) = minimum.floor(&limits, args.share, args.rpm, args.minute_secs);
+    let members: usize = org
+        .assigned_group_ids()
+        .iter()
+        .map(|g| org.group_members(g).map_or(0, |m| m.len()))
+        .sum();
+    println!(
+        "org: {} users, {} app users, {} groups ({} pushed, {} memberships in pushed groups), generated in {:.1}s",
+        org.user_count(),
+        minimum.app_users,
+        org.group_count(),
+        org.assigned_group_ids().len(),
+        members,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "okta: window {}s, limits apps {} / group members {} per window, share {}%, budget {} per window ({} rpm configured), {} in flight, latency {} ms",
+        args.minute_secs,
+        limits.apps,
+        limits.group_members,
+        args.share,
+        args.rpm,
+        scaled_rpm,
+        args.concurrency,
+        args.latency_ms
+    );
+    println!(
+        "minimum requests: {} (apps {}, group_members {}); rate-limit floor {:.1}s, set by {}",
+        minimum.total(),
+        minimum.by_family.get(&Family::Apps).unwrap_or(&0),
+        minimum.by_family.get(&Family::GroupMembers).unwrap_or(&0),
+        floor,
+        bound_by
+    );
+    drop(org);
+    println!();
+    println!(
+        "{:<9} {:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>6} {:>8} {:>5} {:>8} {:>8} {:>7}",
+        "store",
+        "sync",
+        "wall_s",
+        "÷floor",
+        "observe_s",
+        "plan_ms",
+        "apply_s",
+        "requests",
+        "÷min",
+        "by_fam",
+        "429s",
+        "changes",
+        "rows",
+        "rss_MB"
+    );
+
+    for store in &args.stores {
+        let kind = store.as_str();
+        let (store_url, cleanup) = match kind {
+            "sqlite" => {
+                let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                (url, Cleanup::Dir(dir))
+            }
+            "postgres" => {
+                let base = args
+                    .pg_url
+                    .clone()
+                    .or_else(|| std::env::var("WRITER_SYNC_TEST_DATABASE_URL").ok())
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+                let schema = format!("ws_bench_{}", std::process::id());
+                pg_exec(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+                pg_exec(&base, &format!("CREATE SCHEMA {schema}")).await?;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                (url, Cleanup::Schema { base, schema })
+            }
+            other => return Err(format!("unknown store {other:?} (sqlite, postgres)")),
+        };
+        let outcome = bench_store(
+            &args, &spec, &limits, scaled_rpm, floor, &minimum, &bin, kind, &store_url,
+        )
+        .await;
+        cleanup.run().await;
+        outcome?;
+    }
+    Ok(())
+}
+
+enum Cleanup {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Schema { base: String, schema: String },
+}
+
+impl Cleanup {
+    async fn run(self) {
+        if let Cleanup::Schema { base, schema } = self {
+            let _ = pg_exec(&base, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+        }
+    }
+}
+
+/// Runs one statement on the PostgreSQL server (schema setup only; the
+/// benchmark's names are generated here, not input).
+async fn pg_exec(url: &str, statement: &str) -> Result<(), String> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("{statement}: {e}"))?;
+    conn.close().await.map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bench_store(
+    args: &Args,
+    spec: &GenSpec,
+    limits: &RateLimits,
+    scaled_rpm: u32,
+    floor: f64,
+    minimum: &Minimum,
+    bin: &Path,
+    kind: &str,
+    store_url: &str,
+) -> Result<(), String> {
+    let sim = Simulator::start(
+        Org::generate(spec),
+        SimOptions {
+            rate_limits: limits.clone(),
+            latency: Duration::from_millis(args.latency_ms),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let work = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[okta]\norg_url = \"{url}\"\napp_id = \"{app}\"\nrequests_per_minute = {scaled_rpm}\n\
+             rate_limit_share = {share}\nmax_concurrent_requests = {conc}\n\n\
+             [store]\nurl = \"{store_url}\"\nwrites_per_second = 0\n\n\
+             [teams]\ncreate_missing = true\n\n[safety]\nmax_deactivations = 1000000\nmax_deactivations_percent = 100\nmax_membership_removals = 1000000\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n",
+            url = sim.url(),
+            app = sim.app_id(),
+            share = args.share,
+            conc = args.concurrency,
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+
+    for sync in ["first", "no-change", "changed"] {
+        if sync == "changed" {
+            change_org(&sim, args.change_percent, args.seed);
+        }
+        sim.reset_log();
+        let measured = run_sync(bin, &config, sim.token(), work.path(), &sim, store_url).await?;
+        let requests: u64 = measured.requests.values().sum();
+        let by_family = measured
+            .requests
+            .iter()
+            .map(|(f, n)| format!("{}:{n}", short(*f)))
+            .collect::<Vec<_>>()
+            .join(",");
+        println!(
+            "{:<9} {:<9} {:>8.1} {:>8.3} {:>9.1} {:>8} {:>8.1} {:>9} {:>6.3} {:>8} {:>5} {:>8} {:>8} {:>7.0}  {}",
+            kind,
+            sync,
+            measured.wall.as_secs_f64(),
+            measured.wall.as_secs_f64() / floor,
+            ms(&measured, "observe_ms") / 1000.0,
+            ms(&measured, "plan_ms"),
+            ms(&measured, "apply_ms") / 1000.0,
+            requests,
+            requests as f64 / minimum.total() as f64,
+            by_family,
+            measured.rate_limited,
+            measured.changes,
+            measured.rows_written,
+            measured.peak_rss_kb as f64 / 1024.0,
+            measured.status,
+        );
+    }
+    sim.shutdown().await;
+    Ok(())
+}
+
+fn short(family: Family) -> &'static str {
+    match family {
+        Family::Apps => "app",
+        Family::Groups => "grp",
+        Family::GroupMembers => "mem",
+        Family::Users => "usr",
+        Family::Other => "oth",
+    }
+}
+
+fn ms(measured: &Measured, phase: &str) -> f64 {
+    measured.phases.get(phase).copied().unwrap_or(0) as f64
+}
+
+async fn run_sync(
+    bin: &Path,
+    config: &Path,
+    token: &str,
+    work: &Path,
+    sim: &SimHandle,
+    store_url: &str,
+) -> Result<Measured, String> {
+    let log_path = work.join("sync.log");
+    let rss_path = work.join("rss");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut child = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_path)
+        .arg(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--once"])
+        .env("WRITER_SYNC_OKTA_API_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    // The simulator serves from this runtime: wait off its workers.
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let wall = started.elapsed();
+    let stats = sim.stats();
+    let peak_rss_kb = std::fs::read_to_string(&rss_path)
+        .ok()
+        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0);
+
+    let mut phases = BTreeMap::new();
+    let mut status = format!("exit {}", exit.code().unwrap_or(-1));
+    let mut run_id = None;
+    let text = std::fs::read_to_string(&log_path).map_err(|e| e.to_string())?;
+    for line in text.lines() {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        // JSON logs are flattened: fields sit beside `message`.
+        let fields = &event;
+        for phase in ["observe_ms", "plan_ms", "apply_ms"] {
+            if let Some(v) = fields[phase].as_u64() {
+                phases.insert(phase, v);
+            }
+        }
+        if fields["message"] == "sync finished" {
+            status = fields["status"].as_str().unwrap_or("?").to_owned();
+            run_id = fields["run_id"].as_i64();
+        }
+    }
+    if !exit.success() {
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        return Err(format!(
+            "writer-sync run --once failed ({status}): {tail:?}"
+        ));
+    }
+    // Rows written: each applied change writes one row and its audit row;
+    // the run adds its record.
+    let store = Store::connect(&StoreUrl::parse(store_url)?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let changes = match run_id {
+        Some(id) => store
+            .audit_of_run(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .len() as u64,
+        None => 0,
+    };
+    store.close().await;
+    let requests = Family::ALL
+        .into_iter()
+        .filter_map(|f| stats.requests_by_family.get(&f).map(|n| (f, *n)))
+        .collect();
+    Ok(Measured {
+        wall,
+        status,
+        peak_rss_kb,
+        phases,
+        requests,
+        rate_limited: stats.rate_limited,
+        changes,
+        rows_written: changes * 2 + u64::from(run_id.is_some()),
+    })
+}
+
+/// Changes `percent` % of the app users in Okta, a deterministic mix:
+/// renames, email changes, suspensions, unassignments and group moves.
+fn change_org(sim: &SimHandle, percent: f64, seed: u64) {
+    sim.org_mut(|org| {
+        let app_users = org.app_user_ids();
+        let groups = org.assigned_group_ids();
+        let n = ((app_users.len() as f64) * percent / 100.0).round() as usize;
+        let step = (app_users.len() / n.max(1)).max(1);
+        for (k, id) in app_users.iter().step_by(step).take(n).enumerate() {
+            let result = match (k as u64 + seed) % 5 {
+                0 => org.set_user_attr(id, "lastName", serde_json::json!(format!("Changed{k}"))),
+                1 => org.set_user_attr(
+                    id,
+                    "email",
+                    serde_json::json!(format!("changed.{k}@bench.example.com")),
+                ),
+                2 => org.set_user_status(id, UserStatus::Suspended),
+                3 => org.unassign_user(id),
+                _ => match groups.get(k % groups.len().max(1)) {
+                    Some(group) => org.add_member(group, id),
+                    None => Ok(()),
+                },
+            };
+            // A user may not allow a change (e.g. not directly assigned);
+            // the mix stays about 1 % either way.
+            let _ = result;
+        }
+    });
+}
