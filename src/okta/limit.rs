@@ -263,6 +263,43 @@ pub fn pacing_delay(
     delay.min(policy.max_rate_limit_wait)
 }
 
+/// Okta's clock as seen from here, finer than its `Date` header.
+///
+/// `Date` has one-second resolution, so "now" read from a single response
+/// is up to a second early, and every wait for a reset computed from it up
+/// to a second long. A response's `Date` (truncated when the response was
+/// made) minus the local time it arrived is never more than the true
+/// offset between the clocks; the largest such difference seen so far is a
+/// lower bound that closes in on the offset within a few responses (minus
+/// the network latency). Estimating Okta's time from it never runs ahead of
+/// Okta's clock, so a wait for a reset never ends early.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerClock {
+    /// Largest `Date − local arrival` seen, in milliseconds.
+    offset_ms: Option<i64>,
+}
+
+impl ServerClock {
+    /// Takes one response's `Date` and the local time it arrived.
+    pub fn observe(&mut self, date: SystemTime, local: SystemTime) {
+        let offset = epoch_ms(date) - epoch_ms(local);
+        self.offset_ms = Some(self.offset_ms.map_or(offset, |seen| seen.max(offset)));
+    }
+
+    /// Okta's time at local time `local`, or `None` before any `Date`.
+    pub fn now(&self, local: SystemTime) -> Option<SystemTime> {
+        let ms = epoch_ms(local) + self.offset_ms?;
+        Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).ok()?))
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
 /// Whether a rate-limit observation `(reset, remaining)` is at least as new
 /// as the one seen before: a later window, or the same window with no more
 /// requests left (remaining only falls within a window). Lets the pacing
@@ -693,6 +730,33 @@ mod tests {
         assert_eq!(share_of(600, 100), 600);
         assert_eq!(share_of(600, 0), 6, "0 % is treated as 1 %");
         assert_eq!(share_of(600, 255), 600);
+    }
+
+    #[test]
+    fn server_clock_closes_in_on_the_offset_without_running_ahead() {
+        let local = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let mut clock = ServerClock::default();
+        assert_eq!(clock.now(local(5_000)), None);
+        // Okta is 2.7 s ahead; Dates are truncated to the second and arrive
+        // 20 ms after they were made.
+        let date_of = |arrival: u64| {
+            let server_ms = arrival - 20 + 2_700;
+            UNIX_EPOCH + Duration::from_secs(server_ms / 1_000)
+        };
+        clock.observe(date_of(10_000), local(10_000));
+        // One response: up to a second behind Okta.
+        assert_eq!(clock.now(local(10_000)), Some(local(12_000)));
+        for arrival in (10_000..12_000).step_by(97) {
+            clock.observe(date_of(arrival), local(arrival));
+        }
+        let estimate = clock.now(local(20_000)).unwrap();
+        let truth = local(22_700);
+        assert!(estimate <= truth, "never ahead of Okta: {estimate:?}");
+        assert!(
+            truth.duration_since(estimate).unwrap() <= Duration::from_millis(120),
+            "{:?} behind",
+            truth.duration_since(estimate).unwrap()
+        );
     }
 
     #[test]

@@ -33,8 +33,8 @@ use url::Url;
 use crate::okta::auth::{Authenticator, OktaAuth};
 use crate::okta::error::{Endpoint, Failure, OktaError, Resource};
 use crate::okta::limit::{
-    Budget, Family, RateLimitHeaders, RetryCause, RetryPolicy, pacing_delay, parse_http_date,
-    retry_delay, supersedes,
+    Budget, Family, RateLimitHeaders, RetryCause, RetryPolicy, ServerClock, pacing_delay,
+    parse_http_date, retry_delay, supersedes,
 };
 use crate::okta::page::{MAX_PAGES, PageGuard, next_link, resolve_next};
 use crate::okta::wire::{App, AppGroup, AppUser, Group, User};
@@ -122,6 +122,8 @@ struct Inner {
     slots: Semaphore,
     gates: [Mutex<Gate>; 5],
     stats: Mutex<OktaStats>,
+    /// Okta's clock, estimated from `Date` headers (for reset waits).
+    server_clock: Mutex<ServerClock>,
     policy: RetryPolicy,
     requests_per_minute: NonZeroU32,
     rate_limit_share: u8,
@@ -248,6 +250,7 @@ impl OktaClient {
                 slots: Semaphore::new(cfg.max_concurrent_requests.get()),
                 gates: Default::default(),
                 stats: Mutex::new(OktaStats::default()),
+                server_clock: Mutex::new(ServerClock::default()),
                 policy: RetryPolicy::default(),
                 requests_per_minute: cfg.requests_per_minute,
                 rate_limit_share: cfg.rate_limit_share,
@@ -600,6 +603,8 @@ impl OktaClient {
         }
         let sent = Instant::now();
         let response = request.send().await;
+        // When the headers (and their `Date`) arrived.
+        let arrived = SystemTime::now();
         let (status, headers, body) = match response {
             Ok(response) => {
                 let status = response.status();
@@ -618,10 +623,20 @@ impl OktaClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let rate = RateLimitHeaders::from_headers(&headers);
-        let server_date = headers
+        // Okta's "now" for reset waits: from all `Date` headers seen so far
+        // (finer than this one alone), else the local clock.
+        let server_date = match headers
             .get(DATE)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_http_date);
+            .and_then(parse_http_date)
+        {
+            Some(date) => {
+                let mut clock = lock(&inner.server_clock);
+                clock.observe(date, arrived);
+                clock.now(SystemTime::now())
+            }
+            None => None,
+        };
         debug!(
             method = endpoint.method,
             path = %endpoint.path,
@@ -942,7 +957,7 @@ mod tests {
         );
         assert_eq!(
             client.group_members_url("00g1").unwrap().as_str(),
-            "https://acme.okta.com/api/v1/groups/00g1/users?limit=200"
+            "https://acme.okta.com/api/v1/groups/00g1/users?limit=1000"
         );
         assert_eq!(
             client.group_search_url(r#"R&D "core" \ 5%"#).as_str(),
