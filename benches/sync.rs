@@ -91,6 +91,10 @@ struct Args {
     /// The writer-sync binary (default: the one cargo built with this bench).
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// Keep each run's JSON log here as `<store>-<sync>.log` (set RUST_LOG
+    /// for more detail, e.g. `info,writer_sync::okta=debug`).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     /// Ignored (cargo passes `--bench`).
     #[arg(long, hide = true)]
     bench: bool,
@@ -357,6 +361,12 @@ async fn bench_store(
         }
         sim.reset_log();
         let measured = run_sync(bin, &config, sim.token(), work.path(), &sim, store_url).await?;
+        if let Some(dir) = &args.log_dir {
+            let kept = dir.join(format!("{kind}-{sync}.log"));
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::copy(work.path().join("sync.log"), &kept))
+                .map_err(|e| format!("{}: {e}", kept.display()))?;
+        }
         let requests: u64 = measured.requests.values().sum();
         let by_family = measured
             .requests

@@ -124,9 +124,6 @@ pub struct RetryPolicy {
     /// No rate-limit wait is longer than this (Okta windows are 60 s, so a
     /// reset further away is an estimate or a clock problem).
     pub max_rate_limit_wait: Duration,
-    /// Pacing starts when at most this percentage of the window's limit is
-    /// left (at least 1 request).
-    pub low_remaining_percent: u32,
 }
 
 impl Default for RetryPolicy {
@@ -137,7 +134,6 @@ impl Default for RetryPolicy {
             reset_slack: Duration::from_secs(1),
             rate_limit_jitter: Duration::from_secs(1),
             max_rate_limit_wait: Duration::from_secs(90),
-            low_remaining_percent: 10,
         }
     }
 }
@@ -223,16 +219,18 @@ pub fn share_of(limit: u32, share_percent: u8) -> u32 {
 
 /// How long to hold back the next request of a family after a successful
 /// response carrying these headers, so the client stays inside its share of
-/// the bucket ([`share_of`]) and slows down before Okta refuses it. The
-/// requests this client may still send in the window are `remaining` minus
-/// the part of the limit reserved for others:
-/// * none left: wait until the reset (+ slack);
-/// * little left (≤ `low_remaining_percent` of the share): spread them
-///   evenly over the time until the reset;
+/// the bucket ([`share_of`]) and Okta never has to refuse it. The requests
+/// this client may still send in the window are `remaining` minus the part
+/// of the limit reserved for others:
+/// * none left: wait until the reset (+ slack), capped at
+///   `max_rate_limit_wait`;
 /// * otherwise, or without complete headers, or on a concurrency report
 ///   (`limit == 0`): no delay.
 ///
-/// Capped at `max_rate_limit_wait`.
+/// Within its share the client does not slow down: spreading the last
+/// requests of a window over the time to its reset sends no more requests
+/// per window, it only delays them (and a listing's last pages with them).
+/// The client-wide budget (`requests_per_minute`) is what spaces requests.
 pub fn pacing_delay(
     headers: &RateLimitHeaders,
     server_now: SystemTime,
@@ -247,20 +245,11 @@ pub fn pacing_delay(
     if limit == 0 {
         return Duration::ZERO;
     }
-    let share = share_of(limit, share_percent);
-    let ours = remaining.saturating_sub(limit - share);
-    let until_reset = until_epoch(reset, server_now);
-    let delay = if ours == 0 {
-        until_reset + policy.reset_slack
-    } else {
-        let low_water = (u64::from(share) * u64::from(policy.low_remaining_percent) / 100).max(1);
-        if u64::from(ours) > low_water {
-            Duration::ZERO
-        } else {
-            until_reset / ours
-        }
-    };
-    delay.min(policy.max_rate_limit_wait)
+    let reserved = limit - share_of(limit, share_percent);
+    if remaining > reserved {
+        return Duration::ZERO;
+    }
+    (until_epoch(reset, server_now) + policy.reset_slack).min(policy.max_rate_limit_wait)
 }
 
 /// Okta's clock as seen from here, finer than its `Date` header.
@@ -630,24 +619,29 @@ mod tests {
     }
 
     #[test]
-    fn pacing_spreads_the_last_requests_over_the_rest_of_the_window() {
+    fn pacing_uses_the_whole_share_then_waits_for_the_reset() {
         let policy = RetryPolicy::default();
-        let headers = RateLimitHeaders {
+        let one_left = RateLimitHeaders {
             limit: Some(600),
-            remaining: Some(60),
+            remaining: Some(1),
             reset: Some(1_030),
         };
         assert_eq!(
-            pacing_delay(&headers, at(1_000), &policy, 100),
-            Duration::from_millis(500)
+            pacing_delay(&one_left, at(1_000), &policy, 100),
+            Duration::ZERO
         );
-        let headers = RateLimitHeaders {
-            remaining: Some(1),
-            ..headers
+        let none_left = RateLimitHeaders {
+            remaining: Some(0),
+            ..one_left
         };
         assert_eq!(
-            pacing_delay(&headers, at(1_000), &policy, 100),
-            Duration::from_secs(30)
+            pacing_delay(&none_left, at(1_000), &policy, 100),
+            Duration::from_secs(31)
+        );
+        // A reset already passed: only the slack.
+        assert_eq!(
+            pacing_delay(&none_left, at(1_040), &policy, 100),
+            Duration::from_secs(1)
         );
     }
 
@@ -672,16 +666,17 @@ mod tests {
             pacing_delay(&concurrency, at(1_000), &policy, 100),
             Duration::ZERO
         );
-        // A small limit still paces at its last request.
+        // A limit of 1 with a 50 % share still gets its one request.
         let tiny = RateLimitHeaders {
-            limit: Some(5),
-            remaining: Some(1),
+            limit: Some(1),
+            remaining: Some(0),
             reset: Some(1_004),
         };
         assert_eq!(
-            pacing_delay(&tiny, at(1_000), &policy, 100),
-            Duration::from_secs(4)
+            pacing_delay(&tiny, at(1_000), &policy, 50),
+            Duration::from_secs(5)
         );
+        assert_eq!(share_of(1, 50), 1);
     }
 
     #[test]
@@ -702,23 +697,20 @@ mod tests {
             pacing_delay(&at_share, at(1_000), &policy, 100),
             Duration::ZERO
         );
-        // Low water is 10 % of the share (5 of 50): 4 of ours left spread
-        // over the 6 s to the reset.
-        let low = RateLimitHeaders {
-            remaining: Some(54),
+        // One of ours left: no delay.
+        let one = RateLimitHeaders {
+            remaining: Some(51),
+            ..at_share
+        };
+        assert_eq!(pacing_delay(&one, at(1_000), &policy, 50), Duration::ZERO);
+        // Others used part of our half too: wait all the same.
+        let others = RateLimitHeaders {
+            remaining: Some(20),
             ..at_share
         };
         assert_eq!(
-            pacing_delay(&low, at(1_000), &policy, 50),
-            Duration::from_millis(1_500)
-        );
-        let plenty = RateLimitHeaders {
-            remaining: Some(56),
-            ..at_share
-        };
-        assert_eq!(
-            pacing_delay(&plenty, at(1_000), &policy, 50),
-            Duration::ZERO
+            pacing_delay(&others, at(1_000), &policy, 50),
+            Duration::from_secs(7)
         );
     }
 
