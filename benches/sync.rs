@@ -81,6 +81,9 @@ struct Args {
     /// Percentage of app users changed in Okta before the third sync.
     #[arg(long, default_value_t = 1.0)]
     change_percent: f64,
+    /// Syncs to run per store, in order: first, no-change, changed.
+    #[arg(long, default_value = "first,no-change,changed", value_delimiter = ',')]
+    syncs: Vec<String>,
     /// Stores to run: sqlite, postgres (comma-separated).
     #[arg(long, default_value = "sqlite,postgres", value_delimiter = ',')]
     stores: Vec<String>,
@@ -355,10 +358,21 @@ async fn bench_store(
     )
     .map_err(|e| e.to_string())?;
 
-    for sync in ["first", "no-change", "changed"] {
-        if sync == "changed" {
-            change_org(&sim, args.change_percent, args.seed);
+    for sync in &args.syncs {
+        let sync = sync.as_str();
+        match sync {
+            "first" | "no-change" => {}
+            "changed" => change_org(&sim, args.change_percent, args.seed),
+            other => {
+                return Err(format!(
+                    "unknown sync {other:?} (first, no-change, changed)"
+                ));
+            }
         }
+        // Every run starts with fresh rate-limit windows, as the floor
+        // assumes (back to back, a run would inherit the previous run's
+        // last window).
+        tokio::time::sleep(limits.window + Duration::from_secs(1)).await;
         sim.reset_log();
         let measured = run_sync(bin, &config, sim.token(), work.path(), &sim, store_url).await?;
         if let Some(dir) = &args.log_dir {

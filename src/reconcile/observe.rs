@@ -4,8 +4,10 @@
 //! Every listing it starts must finish; the first failure aborts the others.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, PushGroups, RoleSource};
@@ -54,10 +56,19 @@ pub async fn observe(
     let groups_fut = async {
         let (groups, missing) = pushed_groups(client, config).await?;
         progress(groups.len());
+        // The app-user chain is the critical path: leave it a request slot
+        // so the member listings fill the gaps instead of queueing ahead.
+        let slots = config.okta.max_concurrent_requests.get();
+        let lanes = if keep_member_profiles {
+            slots
+        } else {
+            slots.saturating_sub(1).max(1)
+        };
         let members = group_members(
             client,
             &groups,
             keep_member_profiles.then_some(role_attribute),
+            lanes,
             progress,
         )
         .await?;
@@ -141,23 +152,28 @@ struct Members {
     profiles: Vec<OktaUser>,
 }
 
-/// Members of every group, all groups at once (the client's budget,
-/// semaphore and per-family pacing decide how many requests really run).
+/// Members of every group, `lanes` groups at a time (the client's budget,
+/// semaphore and per-family pacing decide when each request runs).
 /// `profiles_role`: keep each member's profile, with the role read from
 /// this user-profile attribute.
 async fn group_members(
     client: &OktaClient,
     groups: &[(String, String)],
     profiles_role: Option<&str>,
+    lanes: usize,
     progress: &(dyn Fn(usize) + Send + Sync),
 ) -> Result<BTreeMap<String, Members>, OktaError> {
     let mut members: BTreeMap<String, Members> = BTreeMap::new();
     let mut tasks = JoinSet::new();
+    let lanes = Arc::new(Semaphore::new(lanes.max(1)));
     for (id, _) in groups {
         let client = client.clone();
         let id = id.clone();
         let role = profiles_role.map(str::to_owned);
+        let lanes = Arc::clone(&lanes);
         tasks.spawn(async move {
+            // Never closed; holding it until the listing ends.
+            let _lane = lanes.acquire_owned().await;
             let mut found = Members::default();
             let listed = match client.group_members_url(&id) {
                 Ok(url) => {
