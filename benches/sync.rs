@@ -10,7 +10,7 @@
 //!    (100,000 assigned users, 1,000 groups with Zipf sizes from 20,000 down
 //!    to 5, 200 pushed), Okta's per-family limits with the window scaled to
 //!    `--minute-secs`, and `--latency-ms` per request;
-//! 2. runs the real `writer-sync run --once` binary (under `/usr/bin/time`
+//! 2. runs the real `writer-sync run --once --json` binary (under `/usr/bin/time`
 //!    for its peak RSS) three times: the first sync into an empty store, a
 //!    no-change sync, and a sync after 1 % of the users changed in Okta;
 //! 3. prints per run: wall time, its phases (from the binary's JSON logs),
@@ -445,7 +445,7 @@ async fn run_sync(
         .arg(bin)
         .arg("--config")
         .arg(config)
-        .args(["run", "--once"])
+        .args(["run", "--once", "--json"])
         .env("WRITER_SYNC_OKTA_API_TOKEN", token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -169,13 +169,14 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
 }
 
 fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        serde_json::to_writer(&mut out, &report.to_json()).context("cannot print the report")?;
+        serde_json::to_writer(&mut out, &report.json()).context("cannot print the report")?;
         writeln!(out).context("cannot print the report")?;
     } else {
         write!(out, "{}", report.human()).context("cannot print the report")?;
     }
+    out.flush().context("cannot print the report")?;
     Ok(())
 }
 

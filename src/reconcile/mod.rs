@@ -300,16 +300,13 @@ async fn observe_plan_apply(
 
     let planning = Instant::now();
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
+    let plan_ms = planning.elapsed().as_millis() as u64;
     drop(store_state);
     drop(okta_state);
     log_findings(&plan);
     report.findings = plan.findings.clone();
     report.planned = plan.changes.len();
-    tracing::info!(
-        planned = report.planned,
-        plan_ms = planning.elapsed().as_millis() as u64,
-        "planned"
-    );
+    tracing::info!(planned = report.planned, plan_ms, "planned");
     let reasons = plan::guard(&plan, &config.safety_limits());
     let Plan {
         changes,

@@ -116,26 +116,42 @@ pub struct Report {
     pub lock_busy: bool,
 }
 
+/// The SPEC §4 object, serialized straight from the report: a change
+/// becomes JSON only while it is written, so printing the report of a
+/// 100,000-user first sync does not hold a second copy of it in memory.
 #[derive(Serialize)]
-struct JsonReport<'a> {
+pub struct JsonReport<'a> {
     status: Status,
     counts: &'a Counts,
-    changes: Vec<Value>,
+    changes: ChangesJson<'a>,
     warnings: Vec<&'a str>,
     error: Option<&'a str>,
 }
 
+struct ChangesJson<'a>(&'a [Change]);
+
+impl Serialize for ChangesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|c| change_json(c).detail))
+    }
+}
+
 impl Report {
-    /// The JSON object of SPEC §4.
-    pub fn to_json(&self) -> Value {
-        serde_json::to_value(JsonReport {
+    /// The JSON object of SPEC §4, to serialize (e.g. with
+    /// `serde_json::to_writer`).
+    pub fn json(&self) -> JsonReport<'_> {
+        JsonReport {
             status: self.status,
             counts: &self.counts,
-            changes: self.changes.iter().map(|c| change_json(c).detail).collect(),
+            changes: ChangesJson(&self.changes),
             warnings: self.findings.iter().map(|f| f.message.as_str()).collect(),
             error: self.error.as_deref(),
-        })
-        .unwrap_or(Value::Null)
+        }
+    }
+
+    /// The JSON object of SPEC §4 as a value.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.json()).unwrap_or(Value::Null)
     }
 
     /// A summary for people: status line, counts, then each change and finding.
