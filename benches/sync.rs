@@ -281,8 +281,12 @@ async fn run(args: Args) -> Result<(), String> {
             }
             other => return Err(format!("unknown store {other:?} (sqlite, postgres)")),
         };
+        let pg = match &cleanup {
+            Cleanup::Schema { base, schema } => Some((base.clone(), schema.clone())),
+            Cleanup::Dir(_) => None,
+        };
         let outcome = bench_store(
-            &args, &spec, &limits, scaled_rpm, floor, &minimum, &bin, kind, &store_url,
+            &args, &spec, &limits, scaled_rpm, floor, &minimum, &bin, kind, &store_url, pg,
         )
         .await;
         cleanup.run().await;
@@ -318,6 +322,26 @@ async fn pg_exec(url: &str, statement: &str) -> Result<(), String> {
     conn.close().await.map_err(|e| e.to_string())
 }
 
+/// Rows inserted, updated and deleted in `schema` as PostgreSQL's statistics
+/// count them: an independent check of "rows written". The counters are
+/// flushed when a backend ends, so read them after the run's process exited.
+async fn pg_tuples_written(url: &str, schema: &str) -> Result<i64, String> {
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {url}: {e}"))?;
+    let sum: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) AS BIGINT) \
+         FROM pg_stat_user_tables WHERE schemaname = $1",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    conn.close().await.map_err(|e| e.to_string())?;
+    Ok(sum)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn bench_store(
     args: &Args,
@@ -329,6 +353,7 @@ async fn bench_store(
     bin: &Path,
     kind: &str,
     store_url: &str,
+    pg: Option<(String, String)>,
 ) -> Result<(), String> {
     let sim = Simulator::start(
         Org::generate(spec),
@@ -373,8 +398,24 @@ async fn bench_store(
         // assumes (back to back, a run would inherit the previous run's
         // last window).
         tokio::time::sleep(limits.window + Duration::from_secs(1)).await;
+        let tuples_before = match &pg {
+            Some((base, schema)) => Some(pg_tuples_written(base, schema).await?),
+            None => None,
+        };
         sim.reset_log();
         let measured = run_sync(bin, &config, sim.token(), work.path(), &sim, store_url).await?;
+        let tuples = match (&pg, tuples_before) {
+            (Some((base, schema)), Some(before)) => {
+                // Backends report their counts when they end; give the
+                // statistics a moment.
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                format!(
+                    " pg_rows={}",
+                    pg_tuples_written(base, schema).await? - before
+                )
+            }
+            _ => String::new(),
+        };
         if let Some(dir) = &args.log_dir {
             let kept = dir.join(format!("{kind}-{sync}.log"));
             std::fs::create_dir_all(dir)
@@ -389,7 +430,7 @@ async fn bench_store(
             .collect::<Vec<_>>()
             .join(",");
         println!(
-            "{:<9} {:<9} {:>8.1} {:>8.3} {:>9.1} {:>8} {:>8.1} {:>9} {:>6.3} {:>8} {:>5} {:>8} {:>8} {:>7.0}  {}",
+            "{:<9} {:<9} {:>8.1} {:>8.3} {:>9.1} {:>8} {:>8.1} {:>9} {:>6.3} {:>8} {:>5} {:>8} {:>8} {:>7.0}  {}{}",
             kind,
             sync,
             measured.wall.as_secs_f64(),
@@ -405,6 +446,7 @@ async fn bench_store(
             measured.rows_written,
             measured.peak_rss_kb as f64 / 1024.0,
             measured.status,
+            tuples,
         );
     }
     sim.shutdown().await;
