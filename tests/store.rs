@@ -3,7 +3,7 @@
 mod common;
 
 use writer_sync::model::{Role, UserAttrs};
-use writer_sync::store::{Store, StoreError};
+use writer_sync::store::{AuditRow, NewUser, Store, StoreError};
 
 const SEED: &str = r#"{
   "users": [
@@ -181,6 +181,175 @@ both_backends!(
         store.set_state("k", "v1").await.unwrap();
         store.set_state("k", "v2").await.unwrap();
         assert_eq!(store.get_state("k").await.unwrap().as_deref(), Some("v2"));
+        store.close().await;
+    }
+);
+
+fn attrs(email: &str) -> UserAttrs {
+    UserAttrs {
+        email: email.into(),
+        first_name: "First".into(),
+        last_name: "Last".into(),
+        display_name: format!("First Last {email}"),
+    }
+}
+
+both_backends!(
+    multi_row_writes_match_one_by_one_writes,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let state = store.load_state().await.unwrap();
+        let team = |name: &str| state.teams.iter().find(|t| t.name == name).unwrap().id;
+        let (eng, everyone) = (team("Engineering"), team("Everyone"));
+        let user = |email: &str| state.users.iter().find(|u| u.email == email).unwrap().id;
+        let (ann, bob, zoe) = (
+            user("ann@example.com"),
+            user("Bob@Example.com"),
+            user("zoë@example.com"),
+        );
+
+        // Creations: more than one statement's worth, ids by Okta id.
+        let emails: Vec<String> = (0..700).map(|i| format!("New.{i}@Example.com")).collect();
+        let okta_ids: Vec<String> = (0..700).map(|i| format!("00unew{i}")).collect();
+        let all_attrs: Vec<UserAttrs> = emails.iter().map(|e| attrs(e)).collect();
+        let new_users: Vec<NewUser<'_>> = okta_ids
+            .iter()
+            .zip(&all_attrs)
+            .map(|(okta_id, attrs)| NewUser { okta_id, attrs })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        let ids = tx.insert_users(&new_users).await.unwrap();
+        assert_eq!(ids.len(), 700);
+        // Memberships: new rows, a role change of an existing one, and one
+        // membership twice in a call (the last role wins, as one by one).
+        let mut rows: Vec<(i64, i64, Role)> = ids
+            .iter()
+            .map(|(_, id)| (everyone, *id, Role::Member))
+            .collect();
+        rows.push((eng, ann, Role::Member));
+        rows.push((everyone, ids[3].1, Role::Admin));
+        tx.upsert_memberships(&rows).await.unwrap();
+        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
+            .await
+            .unwrap();
+        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        let audit: Vec<(String, String)> = (0..1200)
+            .map(|i| (format!("action{}", i % 7), format!("target {i} \u{e9}")))
+            .collect();
+        let audit_rows: Vec<AuditRow<'_>> = audit
+            .iter()
+            .enumerate()
+            .map(|(i, (action, target))| AuditRow {
+                action,
+                target,
+                before: (i % 2 == 0).then_some(r#"{"a":1}"#),
+                after: None,
+            })
+            .collect();
+        tx.audit_rows(None, &audit_rows).await.unwrap();
+        // A user that does not exist fails the status write, like one by one.
+        let missing = tx.set_users_active(&[ann, 999_999], false).await;
+        assert!(
+            matches!(missing, Err(StoreError::Corrupt(_))),
+            "{missing:?}"
+        );
+        drop(tx);
+        assert_eq!(
+            store.load_state().await.unwrap().users.len(),
+            3,
+            "rolled back"
+        );
+
+        // Again, committed this time.
+        let mut tx = store.begin().await.unwrap();
+        let ids = tx.insert_users(&new_users).await.unwrap();
+        let mut rows: Vec<(i64, i64, Role)> = ids
+            .iter()
+            .map(|(_, id)| (everyone, *id, Role::Member))
+            .collect();
+        rows.push((eng, ann, Role::Member));
+        rows.push((everyone, ids[3].1, Role::Admin));
+        tx.upsert_memberships(&rows).await.unwrap();
+        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
+            .await
+            .unwrap();
+        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        tx.set_users_active(&[bob], true).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let after = store.load_state().await.unwrap();
+        assert_eq!(after.users.len(), 703);
+        for (okta_id, id) in &ids {
+            let u = after.users.iter().find(|u| u.id == *id).unwrap();
+            assert_eq!(u.okta_id.as_deref(), Some(okta_id.as_str()));
+            let n = &okta_id["00unew".len()..];
+            assert_eq!(u.email, format!("New.{n}@Example.com"));
+            assert_eq!(u.display_name, format!("First Last New.{n}@Example.com"));
+            assert!(u.active);
+        }
+        let role = |team_id: i64, user_id: i64| {
+            after
+                .memberships
+                .iter()
+                .find(|m| m.team_id == team_id && m.user_id == user_id)
+                .map(|m| m.role)
+        };
+        assert_eq!(role(eng, ann), Some(Role::Member), "demoted");
+        assert_eq!(role(eng, bob), None);
+        assert_eq!(role(everyone, ids[3].1), Some(Role::Admin));
+        assert_eq!(role(everyone, ids[5].1), None);
+        assert_eq!(role(everyone, ids[6].1), Some(Role::Member));
+        assert_eq!(role(everyone, zoe), Some(Role::Member), "untouched");
+        assert_eq!(after.memberships.len(), 2 + 700 - 1);
+        let active = |id: i64| after.users.iter().find(|u| u.id == id).unwrap().active;
+        assert!(active(bob) && !active(zoe) && active(ann));
+        // Email uniqueness still holds for multi-row inserts.
+        let mut tx = store.begin().await.unwrap();
+        let dup = tx
+            .insert_users(&[NewUser {
+                okta_id: "00uother",
+                attrs: &attrs("NEW.1@example.com"),
+            }])
+            .await;
+        assert!(matches!(dup, Err(StoreError::Query { .. })), "{dup:?}");
+        drop(tx);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    audit_rows_keep_their_order_and_content,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let run = store.start_run("once", "host:1").await.unwrap();
+        let targets: Vec<String> = (0..900).map(|i| format!("user{i}@example.com")).collect();
+        let after = r#"{"okta_id":"00u1","active":true}"#;
+        let rows: Vec<AuditRow<'_>> = targets
+            .iter()
+            .map(|t| AuditRow {
+                action: "create_user",
+                target: t,
+                before: None,
+                after: Some(after),
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_rows(Some(run), &rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let audit = store.audit_of_run(run).await.unwrap();
+        assert_eq!(audit.len(), 900);
+        for (row, target) in audit.iter().zip(&targets) {
+            assert_eq!(
+                (
+                    row.action.as_str(),
+                    row.target.as_str(),
+                    row.before.as_deref(),
+                    row.after.as_deref()
+                ),
+                ("create_user", target.as_str(), None, Some(after))
+            );
+        }
         store.close().await;
     }
 );
