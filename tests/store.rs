@@ -655,3 +655,107 @@ both_backends!(
         store.close().await;
     }
 );
+
+/// Times `apply` alone for the first sync of a 100,000-user org (about
+/// 221,000 changes: team creations, user creations, memberships), unpaced,
+/// on SQLite and, when configured, PostgreSQL. A measurement, not a check:
+/// `cargo test --release --test store -- --ignored --nocapture apply_100k`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement (about a minute in release); run by hand"]
+async fn apply_100k_first_sync_timing() {
+    use std::num::NonZeroUsize;
+    use std::time::{Duration, Instant};
+
+    use writer_sync::okta::auth::OktaAuth;
+    use writer_sync::okta::{OktaClient, OktaClientConfig};
+    use writer_sync::reconcile::{observe, plan};
+    use writer_sync::secret::Secret;
+    use writer_sync::sim::generate::GenSpec;
+    use writer_sync::sim::org::Org;
+    use writer_sync::sim::{RateLimits, SimOptions, Simulator};
+
+    let sim = Simulator::start(
+        // Every user assigned directly too, so nearly all 100,000 are in
+        // scope: a creation, a default-team membership and group memberships.
+        Org::generate(&GenSpec {
+            direct_percent: 100,
+            ..GenSpec::new(100_000, 1_000, 200, 1)
+        }),
+        SimOptions {
+            rate_limits: RateLimits::unlimited(),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let config_for = |store_url: &str| {
+        let text = format!(
+            "[okta]\norg_url = \"{}\"\napp_id = \"{}\"\n\n[store]\nurl = \"{store_url}\"\nwrites_per_second = 0\n\n\
+             [teams]\ncreate_missing = true\n\n[sync]\ndefault_team = \"Everyone\"\n",
+            sim.url().as_str().trim_end_matches('/'),
+            sim.app_id(),
+        );
+        let env = writer_sync::config::ConfigEnv {
+            okta_api_token: Some(Secret::new(sim.token())),
+            ..Default::default()
+        };
+        writer_sync::config::parse(&text, std::path::Path::new("bench.toml"), &env).unwrap()
+    };
+    let okta = OktaClient::new(OktaClientConfig {
+        org_url: sim.url().clone(),
+        auth: OktaAuth::Ssws(Secret::new(sim.token())),
+        requests_per_minute: NonZeroU32::new(1_000_000).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
+        request_timeout: Duration::from_secs(60),
+        retry_budget: Duration::from_secs(60),
+    })
+    .unwrap();
+    let okta_state = observe::observe(&okta, &config_for("sqlite://unused.db"), &|_| {})
+        .await
+        .unwrap();
+    for kind in [common::Kind::Sqlite, common::Kind::Postgres] {
+        let Some(db) = common::TestDb::new(kind, "apply100k").await else {
+            continue;
+        };
+        let config = config_for(&db.config_url);
+        let store = Store::connect(&db.url).await.unwrap();
+        store
+            .load_json(r#"{"teams": [{"name": "Everyone"}]}"#)
+            .await
+            .unwrap();
+        let state = store.load_state().await.unwrap();
+        let changes =
+            txorder::group_new_users(plan::plan(&okta_state, &state, &config.policy()).changes);
+        let run_id = store.start_run("once", "bench:1").await.unwrap();
+        let stop = AtomicBool::new(false);
+        let opts = ApplyOptions {
+            run_id,
+            writes_per_second: None,
+            stop: &stop,
+            lock: None,
+            progress: &|_| {},
+        };
+        let started = Instant::now();
+        let (applied, result) = apply(&store, &changes, &opts).await;
+        let took = started.elapsed();
+        result.unwrap();
+        assert_eq!(applied, changes.len());
+        let load_started = Instant::now();
+        let after = store.load_state().await.unwrap();
+        let load_took = load_started.elapsed();
+        eprintln!(
+            "{kind:?}: applied {applied} changes in {took:.2?} ({:.0}/s); load_state after: {load_took:.2?} ({} users, {} memberships)",
+            applied as f64 / took.as_secs_f64(),
+            after.users.len(),
+            after.memberships.len()
+        );
+        assert!(
+            plan::plan(&okta_state, &after, &config.policy())
+                .changes
+                .is_empty()
+        );
+        assert_eq!(store.audit_of_run(run_id).await.unwrap().len(), applied);
+        store.close().await;
+    }
+    sim.shutdown().await;
+}
