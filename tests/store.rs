@@ -1,9 +1,18 @@
-//! Store conformance: the same story on SQLite and PostgreSQL.
+//! Store conformance: the same story on SQLite and PostgreSQL, including
+//! apply's multi-row writes.
 
 mod common;
 
-use writer_sync::model::{Role, UserAttrs};
-use writer_sync::store::{Store, StoreError};
+use std::num::NonZeroU32;
+use std::sync::atomic::AtomicBool;
+
+use writer_sync::model::{
+    Change, DeactivationReason, Role, StoreState, StoreUser, TeamRef, UserAttrs, UserRef,
+};
+use writer_sync::reconcile::apply::{ApplyError, ApplyOptions, BATCH, apply};
+use writer_sync::reconcile::report::change_json;
+use writer_sync::reconcile::txorder;
+use writer_sync::store::{AuditRow, NewUser, Store, StoreError};
 
 const SEED: &str = r#"{
   "users": [
@@ -184,3 +193,569 @@ both_backends!(
         store.close().await;
     }
 );
+
+fn attrs(email: &str) -> UserAttrs {
+    UserAttrs {
+        email: email.into(),
+        first_name: "First".into(),
+        last_name: "Last".into(),
+        display_name: format!("First Last {email}"),
+    }
+}
+
+both_backends!(
+    multi_row_writes_match_one_by_one_writes,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let state = store.load_state().await.unwrap();
+        let team = |name: &str| state.teams.iter().find(|t| t.name == name).unwrap().id;
+        let (eng, everyone) = (team("Engineering"), team("Everyone"));
+        let user = |email: &str| state.users.iter().find(|u| u.email == email).unwrap().id;
+        let (ann, bob, zoe) = (
+            user("ann@example.com"),
+            user("Bob@Example.com"),
+            user("zoë@example.com"),
+        );
+
+        // Creations: more than one statement's worth, ids by Okta id.
+        let emails: Vec<String> = (0..700).map(|i| format!("New.{i}@Example.com")).collect();
+        let okta_ids: Vec<String> = (0..700).map(|i| format!("00unew{i}")).collect();
+        let all_attrs: Vec<UserAttrs> = emails.iter().map(|e| attrs(e)).collect();
+        let new_users: Vec<NewUser<'_>> = okta_ids
+            .iter()
+            .zip(&all_attrs)
+            .map(|(okta_id, attrs)| NewUser { okta_id, attrs })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        let ids = tx.insert_users(&new_users).await.unwrap();
+        assert_eq!(ids.len(), 700);
+        // Memberships: new rows, a role change of an existing one, and one
+        // membership twice in a call (the last role wins, as one by one).
+        let mut rows: Vec<(i64, i64, Role)> = ids
+            .iter()
+            .map(|(_, id)| (everyone, *id, Role::Member))
+            .collect();
+        rows.push((eng, ann, Role::Member));
+        rows.push((everyone, ids[3].1, Role::Admin));
+        tx.upsert_memberships(&rows).await.unwrap();
+        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
+            .await
+            .unwrap();
+        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        let audit: Vec<(String, String)> = (0..1200)
+            .map(|i| (format!("action{}", i % 7), format!("target {i} \u{e9}")))
+            .collect();
+        let audit_rows: Vec<AuditRow<'_>> = audit
+            .iter()
+            .enumerate()
+            .map(|(i, (action, target))| AuditRow {
+                action,
+                target,
+                before: (i % 2 == 0).then_some(r#"{"a":1}"#),
+                after: None,
+            })
+            .collect();
+        tx.audit_rows(None, &audit_rows).await.unwrap();
+        // A user that does not exist fails the status write, like one by one.
+        let missing = tx.set_users_active(&[ann, 999_999], false).await;
+        assert!(
+            matches!(missing, Err(StoreError::Corrupt(_))),
+            "{missing:?}"
+        );
+        drop(tx);
+        assert_eq!(
+            store.load_state().await.unwrap().users.len(),
+            3,
+            "rolled back"
+        );
+
+        // Again, committed this time.
+        let mut tx = store.begin().await.unwrap();
+        let ids = tx.insert_users(&new_users).await.unwrap();
+        let mut rows: Vec<(i64, i64, Role)> = ids
+            .iter()
+            .map(|(_, id)| (everyone, *id, Role::Member))
+            .collect();
+        rows.push((eng, ann, Role::Member));
+        rows.push((everyone, ids[3].1, Role::Admin));
+        tx.upsert_memberships(&rows).await.unwrap();
+        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
+            .await
+            .unwrap();
+        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        tx.set_users_active(&[bob], true).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let after = store.load_state().await.unwrap();
+        assert_eq!(after.users.len(), 703);
+        for (okta_id, id) in &ids {
+            let u = after.users.iter().find(|u| u.id == *id).unwrap();
+            assert_eq!(u.okta_id.as_deref(), Some(okta_id.as_str()));
+            let n = &okta_id["00unew".len()..];
+            assert_eq!(u.email, format!("New.{n}@Example.com"));
+            assert_eq!(u.display_name, format!("First Last New.{n}@Example.com"));
+            assert!(u.active);
+        }
+        let role = |team_id: i64, user_id: i64| {
+            after
+                .memberships
+                .iter()
+                .find(|m| m.team_id == team_id && m.user_id == user_id)
+                .map(|m| m.role)
+        };
+        assert_eq!(role(eng, ann), Some(Role::Member), "demoted");
+        assert_eq!(role(eng, bob), None);
+        assert_eq!(role(everyone, ids[3].1), Some(Role::Admin));
+        assert_eq!(role(everyone, ids[5].1), None);
+        assert_eq!(role(everyone, ids[6].1), Some(Role::Member));
+        assert_eq!(role(everyone, zoe), Some(Role::Member), "untouched");
+        assert_eq!(after.memberships.len(), 2 + 700 - 1);
+        let active = |id: i64| after.users.iter().find(|u| u.id == id).unwrap().active;
+        assert!(active(bob) && !active(zoe) && active(ann));
+        // Email uniqueness still holds for multi-row inserts.
+        let mut tx = store.begin().await.unwrap();
+        let dup = tx
+            .insert_users(&[NewUser {
+                okta_id: "00uother",
+                attrs: &attrs("NEW.1@example.com"),
+            }])
+            .await;
+        assert!(matches!(dup, Err(StoreError::Query { .. })), "{dup:?}");
+        drop(tx);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    audit_rows_keep_their_order_and_content,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let run = store.start_run("once", "host:1").await.unwrap();
+        let targets: Vec<String> = (0..900).map(|i| format!("user{i}@example.com")).collect();
+        let after = r#"{"okta_id":"00u1","active":true}"#;
+        let rows: Vec<AuditRow<'_>> = targets
+            .iter()
+            .map(|t| AuditRow {
+                action: "create_user",
+                target: t,
+                before: None,
+                after: Some(after),
+            })
+            .collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_rows(Some(run), &rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let audit = store.audit_of_run(run).await.unwrap();
+        assert_eq!(audit.len(), 900);
+        for (row, target) in audit.iter().zip(&targets) {
+            assert_eq!(
+                (
+                    row.action.as_str(),
+                    row.target.as_str(),
+                    row.before.as_deref(),
+                    row.after.as_deref()
+                ),
+                ("create_user", target.as_str(), None, Some(after))
+            );
+        }
+        store.close().await;
+    }
+);
+
+/// Changes of every kind, as the planner would emit them for the seed.
+fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
+    let team = |name: &str| state.teams.iter().find(|t| t.name == name).unwrap().id;
+    let user = |email: &str| state.users.iter().find(|u| u.email == email).unwrap();
+    let (ann, bob, zoe) = (
+        user("ann@example.com"),
+        user("Bob@Example.com"),
+        user("zoë@example.com"),
+    );
+    let mut plan = vec![
+        Change::CreateTeam {
+            name: "Ops".into(),
+            okta_group_id: "00gops".into(),
+        },
+        Change::LinkTeam {
+            team_id: team("Everyone"),
+            name: "Everyone".into(),
+            okta_group_id: "00gall".into(),
+        },
+        Change::LinkUser {
+            user_id: bob.id,
+            email: bob.email.clone(),
+            okta_id: "00u2".into(),
+            previous_okta_id: None,
+        },
+        Change::UpdateUser {
+            user_id: ann.id,
+            okta_id: "00u1".into(),
+            before: attrs_of(ann),
+            after: attrs("ann.lee@example.com"),
+        },
+    ];
+    for i in 0..new_users {
+        plan.push(Change::CreateUser {
+            okta_id: format!("00unew{i}"),
+            attrs: attrs(&format!("new{i}@example.com")),
+        });
+    }
+    plan.push(Change::ReactivateUser {
+        user_id: bob.id,
+        okta_id: "00u2".into(),
+        email: bob.email.clone(),
+    });
+    for i in 0..new_users {
+        plan.push(Change::AddMembership {
+            team: TeamRef::Existing(team("Everyone")),
+            team_name: "Everyone".into(),
+            user: UserRef::New {
+                okta_id: format!("00unew{i}"),
+            },
+            email: format!("new{i}@example.com"),
+            role: if i % 5 == 0 {
+                Role::Admin
+            } else {
+                Role::Member
+            },
+        });
+        if i % 3 == 0 {
+            plan.push(Change::AddMembership {
+                team: TeamRef::New { name: "Ops".into() },
+                team_name: "Ops".into(),
+                user: UserRef::New {
+                    okta_id: format!("00unew{i}"),
+                },
+                email: format!("new{i}@example.com"),
+                role: Role::Member,
+            });
+        }
+    }
+    plan.push(Change::AddMembership {
+        team: TeamRef::New { name: "Ops".into() },
+        team_name: "Ops".into(),
+        user: UserRef::Existing(ann.id),
+        email: "ann.lee@example.com".into(),
+        role: Role::Admin,
+    });
+    plan.push(Change::ChangeRole {
+        team_id: team("Engineering"),
+        team_name: "Engineering".into(),
+        user_id: ann.id,
+        email: "ann.lee@example.com".into(),
+        from: Role::Admin,
+        to: Role::Member,
+    });
+    plan.push(Change::RemoveMembership {
+        team_id: team("Engineering"),
+        team_name: "Engineering".into(),
+        user_id: bob.id,
+        email: bob.email.clone(),
+        role: Role::Member,
+    });
+    plan.push(Change::RemoveMembership {
+        team_id: team("Everyone"),
+        team_name: "Everyone".into(),
+        user_id: zoe.id,
+        email: zoe.email.clone(),
+        role: Role::Member,
+    });
+    plan.push(Change::DeactivateUser {
+        user_id: zoe.id,
+        okta_id: "00u3".into(),
+        email: zoe.email.clone(),
+        reason: DeactivationReason::NotInScope,
+    });
+    txorder::group_new_users(plan)
+}
+
+fn attrs_of(u: &StoreUser) -> UserAttrs {
+    UserAttrs {
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        display_name: u.display_name.clone(),
+    }
+}
+
+async fn run_apply(
+    store: &Store,
+    changes: &[Change],
+    rate: Option<u32>,
+) -> (i64, usize, Result<(), ApplyError>, Vec<usize>) {
+    let run_id = store.start_run("once", "host:1").await.unwrap();
+    let stop = AtomicBool::new(false);
+    let progress = std::sync::Mutex::new(Vec::new());
+    let record = |n: usize| progress.lock().unwrap().push(n);
+    let opts = ApplyOptions {
+        run_id,
+        writes_per_second: rate.and_then(NonZeroU32::new),
+        stop: &stop,
+        lock: None,
+        progress: &record,
+    };
+    let (applied, result) = apply(store, changes, &opts).await;
+    let progress = progress.into_inner().unwrap();
+    (run_id, applied, result, progress)
+}
+
+both_backends!(
+    apply_writes_every_change_with_its_audit_row_in_order,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        let state = store.load_state().await.unwrap();
+        let plan = mixed_plan(&state, 400);
+        let (run_id, applied, result, progress) = run_apply(&store, &plan, None).await;
+        result.unwrap();
+        assert_eq!(applied, plan.len());
+        let ends: Vec<usize> = txorder::batches(&plan, BATCH)
+            .iter()
+            .map(|r| r.end)
+            .collect();
+        assert!(ends.len() > 1, "several batches");
+        assert_eq!(progress, ends);
+        // One audit row per change, in order, rendered as the report does.
+        let audit = store.audit_of_run(run_id).await.unwrap();
+        assert_eq!(audit.len(), plan.len());
+        for (row, change) in audit.iter().zip(&plan) {
+            let view = change_json(change);
+            assert_eq!(row.action, change.kind());
+            assert_eq!(row.target, view.target);
+            assert_eq!(row.before, view.before.map(|v| v.to_string()));
+            assert_eq!(row.after, view.after.map(|v| v.to_string()));
+        }
+        // The store holds exactly what the changes say.
+        let after = store.load_state().await.unwrap();
+        assert_eq!(after.users.len(), 3 + 400);
+        let team = |name: &str| after.teams.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(team("Ops").okta_group_id.as_deref(), Some("00gops"));
+        assert_eq!(team("Everyone").okta_group_id.as_deref(), Some("00gall"));
+        let user = |email: &str| after.users.iter().find(|u| u.email == email).unwrap();
+        let (ann, bob, zoe) = (
+            user("ann.lee@example.com"),
+            user("Bob@Example.com"),
+            user("zoë@example.com"),
+        );
+        assert_eq!(bob.okta_id.as_deref(), Some("00u2"));
+        assert!(bob.active && ann.active && !zoe.active);
+        let role = |team_name: &str, user_id: i64| {
+            after
+                .memberships
+                .iter()
+                .find(|m| m.team_id == team(team_name).id && m.user_id == user_id)
+                .map(|m| m.role)
+        };
+        assert_eq!(role("Engineering", ann.id), Some(Role::Member));
+        assert_eq!(role("Engineering", bob.id), None);
+        assert_eq!(role("Everyone", zoe.id), None);
+        assert_eq!(role("Ops", ann.id), Some(Role::Admin));
+        for i in 0..400 {
+            let u = user(&format!("new{i}@example.com"));
+            assert_eq!(u.okta_id.as_deref(), Some(format!("00unew{i}").as_str()));
+            let want = if i % 5 == 0 {
+                Role::Admin
+            } else {
+                Role::Member
+            };
+            assert_eq!(role("Everyone", u.id), Some(want), "new{i}");
+            assert_eq!(role("Ops", u.id), (i % 3 == 0).then_some(Role::Member));
+        }
+        assert_eq!(after.memberships.len(), 1 + 400 + 134 + 1);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    a_failing_change_is_named_and_its_batch_rolls_back,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        store.load_json(SEED).await.unwrap();
+        // The 700th creation takes an existing user's email (other case):
+        // its batch fails in a multi-row insert.
+        let plan: Vec<Change> = (0..900)
+            .map(|i| Change::CreateUser {
+                okta_id: format!("00unew{i}"),
+                attrs: attrs(&if i == 700 {
+                    "ANN@example.com".to_owned()
+                } else {
+                    format!("new{i}@example.com")
+                }),
+            })
+            .collect();
+        let (run_id, applied, result, progress) = run_apply(&store, &plan, None).await;
+        assert_eq!(applied, BATCH);
+        assert_eq!(progress, vec![BATCH]);
+        match result {
+            Err(ApplyError::Write {
+                action,
+                target,
+                source,
+            }) => {
+                assert_eq!(action, "user_created");
+                assert_eq!(target, "ANN@example.com");
+                assert!(matches!(source, StoreError::Query { .. }), "{source:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let after = store.load_state().await.unwrap();
+        assert_eq!(after.users.len(), 3 + BATCH);
+        assert_eq!(store.audit_of_run(run_id).await.unwrap().len(), BATCH);
+
+        // A membership of a user the plan never created: dangling, and
+        // nothing of its batch lands.
+        let plan = vec![
+            Change::CreateUser {
+                okta_id: "00ulate".into(),
+                attrs: attrs("late@example.com"),
+            },
+            Change::AddMembership {
+                team: TeamRef::Existing(after.teams[0].id),
+                team_name: after.teams[0].name.clone(),
+                user: UserRef::New {
+                    okta_id: "00ughost".into(),
+                },
+                email: "ghost@example.com".into(),
+                role: Role::Member,
+            },
+        ];
+        let (_, applied, result, _) = run_apply(&store, &plan, None).await;
+        assert_eq!(applied, 0);
+        assert!(
+            matches!(&result, Err(ApplyError::Dangling(what)) if what == "new user 00ughost"),
+            "{result:?}"
+        );
+        assert_eq!(store.load_state().await.unwrap().users.len(), 3 + BATCH);
+        store.close().await;
+    }
+);
+
+both_backends!(
+    writes_are_paced_per_change,
+    |db: common::TestDb| async move {
+        let store = Store::connect(&db.url).await.unwrap();
+        let plan: Vec<Change> = (0..250)
+            .map(|i| Change::CreateUser {
+                okta_id: format!("00unew{i}"),
+                attrs: attrs(&format!("new{i}@example.com")),
+            })
+            .collect();
+        // 100 per second with a burst of 100: the last 150 take 1.5 s.
+        let started = std::time::Instant::now();
+        let (_, applied, result, _) = run_apply(&store, &plan, Some(100)).await;
+        let took = started.elapsed();
+        result.unwrap();
+        assert_eq!(applied, 250);
+        assert!(
+            took >= std::time::Duration::from_millis(1_400)
+                && took < std::time::Duration::from_secs(10),
+            "{took:?}"
+        );
+        store.close().await;
+    }
+);
+
+/// Times `apply` alone for the first sync of a 100,000-user org (about
+/// 221,000 changes: team creations, user creations, memberships), unpaced,
+/// on SQLite and, when configured, PostgreSQL. A measurement, not a check:
+/// `cargo test --release --test store -- --ignored --nocapture apply_100k`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement (about a minute in release); run by hand"]
+async fn apply_100k_first_sync_timing() {
+    use std::num::NonZeroUsize;
+    use std::time::{Duration, Instant};
+
+    use writer_sync::okta::auth::OktaAuth;
+    use writer_sync::okta::{OktaClient, OktaClientConfig};
+    use writer_sync::reconcile::{observe, plan};
+    use writer_sync::secret::Secret;
+    use writer_sync::sim::generate::GenSpec;
+    use writer_sync::sim::org::Org;
+    use writer_sync::sim::{RateLimits, SimOptions, Simulator};
+
+    let sim = Simulator::start(
+        // Every user assigned directly too, so nearly all 100,000 are in
+        // scope: a creation, a default-team membership and group memberships.
+        Org::generate(&GenSpec {
+            direct_percent: 100,
+            ..GenSpec::new(100_000, 1_000, 200, 1)
+        }),
+        SimOptions {
+            rate_limits: RateLimits::unlimited(),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let config_for = |store_url: &str| {
+        let text = format!(
+            "[okta]\norg_url = \"{}\"\napp_id = \"{}\"\n\n[store]\nurl = \"{store_url}\"\nwrites_per_second = 0\n\n\
+             [teams]\ncreate_missing = true\n\n[sync]\ndefault_team = \"Everyone\"\n",
+            sim.url().as_str().trim_end_matches('/'),
+            sim.app_id(),
+        );
+        let env = writer_sync::config::ConfigEnv {
+            okta_api_token: Some(Secret::new(sim.token())),
+            ..Default::default()
+        };
+        writer_sync::config::parse(&text, std::path::Path::new("bench.toml"), &env).unwrap()
+    };
+    let okta = OktaClient::new(OktaClientConfig {
+        org_url: sim.url().clone(),
+        auth: OktaAuth::Ssws(Secret::new(sim.token())),
+        requests_per_minute: NonZeroU32::new(1_000_000).unwrap(),
+        max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
+        request_timeout: Duration::from_secs(60),
+        retry_budget: Duration::from_secs(60),
+    })
+    .unwrap();
+    let okta_state = observe::observe(&okta, &config_for("sqlite://unused.db"), &|_| {})
+        .await
+        .unwrap();
+    for kind in [common::Kind::Sqlite, common::Kind::Postgres] {
+        let Some(db) = common::TestDb::new(kind, "apply100k").await else {
+            continue;
+        };
+        let config = config_for(&db.config_url);
+        let store = Store::connect(&db.url).await.unwrap();
+        store
+            .load_json(r#"{"teams": [{"name": "Everyone"}]}"#)
+            .await
+            .unwrap();
+        let state = store.load_state().await.unwrap();
+        let changes =
+            txorder::group_new_users(plan::plan(&okta_state, &state, &config.policy()).changes);
+        let run_id = store.start_run("once", "bench:1").await.unwrap();
+        let stop = AtomicBool::new(false);
+        let opts = ApplyOptions {
+            run_id,
+            writes_per_second: None,
+            stop: &stop,
+            lock: None,
+            progress: &|_| {},
+        };
+        let started = Instant::now();
+        let (applied, result) = apply(&store, &changes, &opts).await;
+        let took = started.elapsed();
+        result.unwrap();
+        assert_eq!(applied, changes.len());
+        let load_started = Instant::now();
+        let after = store.load_state().await.unwrap();
+        let load_took = load_started.elapsed();
+        eprintln!(
+            "{kind:?}: applied {applied} changes in {took:.2?} ({:.0}/s); load_state after: {load_took:.2?} ({} users, {} memberships)",
+            applied as f64 / took.as_secs_f64(),
+            after.users.len(),
+            after.memberships.len()
+        );
+        assert!(
+            plan::plan(&okta_state, &after, &config.policy())
+                .changes
+                .is_empty()
+        );
+        assert_eq!(store.audit_of_run(run_id).await.unwrap().len(), applied);
+        store.close().await;
+    }
+    sim.shutdown().await;
+}

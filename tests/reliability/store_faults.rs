@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::Connection;
 
+use writer_sync::reconcile::apply::BATCH;
 use writer_sync::reconcile::report::Status;
+use writer_sync::reconcile::txorder;
 use writer_sync::reconcile::{RunOptions, Trigger, run_once};
 use writer_sync::sim::generate::GenSpec;
 use writer_sync::sim::org::Org;
@@ -116,8 +118,9 @@ async fn postgres_lost_in_the_middle_of_apply_keeps_whole_batches_and_the_next_r
         return;
     };
     let sim = sim(1_500).await;
-    // Reference: a clean run on its own schema.
-    let reference = {
+    // Reference: a clean run on its own schema. Its changes are the apply
+    // order, so they also tell where the batches end.
+    let (reference, batch_ends) = {
         let db = common::TestDb::new(common::Kind::Postgres, "lostref")
             .await
             .unwrap();
@@ -126,17 +129,23 @@ async fn postgres_lost_in_the_middle_of_apply_keeps_whole_batches_and_the_next_r
             sim.token(),
         );
         let ctx = context(config, sim.token(), Limits::default()).await;
-        assert_eq!(sync(&ctx).await.status, Status::Ok);
+        let report = sync(&ctx).await;
+        assert_eq!(report.status, Status::Ok);
+        let ends: Vec<usize> = txorder::batches(&report.changes, BATCH)
+            .iter()
+            .map(|r| r.end)
+            .collect();
         let d = dump(&ctx.store).await;
         ctx.store.close().await;
-        d
+        (d, ends)
     };
+    assert!(batch_ends.len() > 2, "{batch_ends:?}");
     let db = common::TestDb::new(common::Kind::Postgres, "lost")
         .await
         .unwrap();
     let app_name = format!("ws_lost_{}", fastrand::u32(..));
     let url = format!("{}&application_name={app_name}", db.config_url);
-    // Paced writes: the apply takes seconds, in batches of 500.
+    // Paced writes: the apply takes seconds, in batches of about BATCH.
     let config = parse_config(
         &config_text(sim.url().as_str(), &sim.app_id(), &url, "")
             .replace("writes_per_second = 0", "writes_per_second = 1500"),
@@ -152,13 +161,14 @@ async fn postgres_lost_in_the_middle_of_apply_keeps_whole_batches_and_the_next_r
     });
     let killer = {
         let fired = Arc::clone(&fired);
+        let first_batch = batch_ends[0];
         let base = base.clone();
         let app_name = app_name.clone();
         tokio::spawn(async move {
             while let Some(n) = rx.recv().await {
-                // Progress also counts Okta objects while observing; a
-                // committed batch is a multiple of 500 after `observed`.
-                if n >= 500 && n % 500 == 0 && !fired.swap(true, Ordering::SeqCst) {
+                // Progress also counts Okta objects while observing; after
+                // `observed` it counts the changes of committed batches.
+                if n == first_batch && !fired.swap(true, Ordering::SeqCst) {
                     // Keep killing for a while: the next batch's transaction
                     // and the lock session die under the run.
                     let mut killed = 0;
@@ -186,7 +196,10 @@ async fn postgres_lost_in_the_middle_of_apply_keeps_whole_batches_and_the_next_r
         "{applied} of {}",
         report.planned
     );
-    assert_eq!(applied % 500, 0, "whole batches: {applied}");
+    assert!(
+        batch_ends.contains(&applied),
+        "whole batches: {applied} not in {batch_ends:?}"
+    );
     let audit = ctx.store.audit_log().await.unwrap();
     assert_eq!(audit.iter().filter(|a| a.run_id.is_some()).count(), applied);
     // The pool reconnects; the next run closes the interrupted run record
