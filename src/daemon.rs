@@ -308,11 +308,14 @@ pub async fn run(
                 }
             }
             Event::RunDone(report) => {
-                metrics.record_run(&report);
+                // Read the store first, then publish everything at once: a
+                // scrape that sees the new run count also sees its users.
+                let managed = store.managed_user_counts().await;
                 metrics.set_okta_stats(okta.stats());
-                if let Ok((active, inactive)) = store.managed_user_counts().await {
+                if let Ok((active, inactive)) = managed {
                     metrics.set_managed_users(active, inactive);
                 }
+                metrics.record_run(&report);
                 let now = Utc::now();
                 if report.status == Status::Failed && !report.lock_busy {
                     failures += 1;
