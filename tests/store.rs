@@ -705,6 +705,7 @@ async fn apply_100k_first_sync_timing() {
         org_url: sim.url().clone(),
         auth: OktaAuth::Ssws(Secret::new(sim.token())),
         requests_per_minute: NonZeroU32::new(1_000_000).unwrap(),
+        rate_limit_share: 100,
         max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
         request_timeout: Duration::from_secs(60),
         retry_budget: Duration::from_secs(60),
