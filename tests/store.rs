@@ -12,7 +12,7 @@ use writer_sync::model::{
 use writer_sync::reconcile::apply::{ApplyError, ApplyOptions, BATCH, apply};
 use writer_sync::reconcile::report::change_json;
 use writer_sync::reconcile::txorder;
-use writer_sync::store::{AuditRow, NewUser, Store, StoreError};
+use writer_sync::store::{AuditRow, NewUser, Store, StoreError, StoreTx};
 
 const SEED: &str = r#"{
   "users": [
@@ -203,6 +203,32 @@ fn attrs(email: &str) -> UserAttrs {
     }
 }
 
+/// The multi-row writes both halves of `multi_row_writes_match_one_by_one_writes`
+/// make: 700 creations, their `everyone` memberships plus a demotion and a
+/// membership named twice (the last role wins, as one by one), three
+/// deletions and a deactivation that names a user twice.
+async fn write_users_and_memberships(
+    tx: &mut StoreTx,
+    new_users: &[NewUser<'_>],
+    (eng, everyone): (i64, i64),
+    (ann, bob, zoe): (i64, i64, i64),
+) -> Vec<(String, i64)> {
+    let ids = tx.insert_users(new_users).await.unwrap();
+    assert_eq!(ids.len(), 700);
+    let mut rows: Vec<(i64, i64, Role)> = ids
+        .iter()
+        .map(|(_, id)| (everyone, *id, Role::Member))
+        .collect();
+    rows.push((eng, ann, Role::Member));
+    rows.push((everyone, ids[3].1, Role::Admin));
+    tx.upsert_memberships(&rows).await.unwrap();
+    tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
+        .await
+        .unwrap();
+    tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+    ids
+}
+
 both_backends!(
     multi_row_writes_match_one_by_one_writes,
     |db: common::TestDb| async move {
@@ -228,21 +254,7 @@ both_backends!(
             .map(|(okta_id, attrs)| NewUser { okta_id, attrs })
             .collect();
         let mut tx = store.begin().await.unwrap();
-        let ids = tx.insert_users(&new_users).await.unwrap();
-        assert_eq!(ids.len(), 700);
-        // Memberships: new rows, a role change of an existing one, and one
-        // membership twice in a call (the last role wins, as one by one).
-        let mut rows: Vec<(i64, i64, Role)> = ids
-            .iter()
-            .map(|(_, id)| (everyone, *id, Role::Member))
-            .collect();
-        rows.push((eng, ann, Role::Member));
-        rows.push((everyone, ids[3].1, Role::Admin));
-        tx.upsert_memberships(&rows).await.unwrap();
-        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
-            .await
-            .unwrap();
-        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        write_users_and_memberships(&mut tx, &new_users, (eng, everyone), (ann, bob, zoe)).await;
         let audit: Vec<(String, String)> = (0..1200)
             .map(|i| (format!("action{}", i % 7), format!("target {i} \u{e9}")))
             .collect();
@@ -272,18 +284,9 @@ both_backends!(
 
         // Again, committed this time.
         let mut tx = store.begin().await.unwrap();
-        let ids = tx.insert_users(&new_users).await.unwrap();
-        let mut rows: Vec<(i64, i64, Role)> = ids
-            .iter()
-            .map(|(_, id)| (everyone, *id, Role::Member))
-            .collect();
-        rows.push((eng, ann, Role::Member));
-        rows.push((everyone, ids[3].1, Role::Admin));
-        tx.upsert_memberships(&rows).await.unwrap();
-        tx.delete_memberships(&[(eng, bob), (everyone, ids[5].1), (eng, zoe)])
-            .await
-            .unwrap();
-        tx.set_users_active(&[bob, zoe, zoe], false).await.unwrap();
+        let ids =
+            write_users_and_memberships(&mut tx, &new_users, (eng, everyone), (ann, bob, zoe))
+                .await;
         tx.set_users_active(&[bob], true).await.unwrap();
         tx.commit().await.unwrap();
 

@@ -566,19 +566,8 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DeactivationReason, Role, UserAttrs};
-
-    fn create(id: &str) -> Change {
-        Change::CreateUser {
-            okta_id: id.into(),
-            attrs: UserAttrs {
-                email: format!("{id}@x.example"),
-                first_name: String::new(),
-                last_name: String::new(),
-                display_name: String::new(),
-            },
-        }
-    }
+    use crate::model::{DeactivationReason, Role};
+    use crate::reconcile::txorder::tests::create;
 
     fn role(user: i64) -> Change {
         Change::ChangeRole {

@@ -167,13 +167,14 @@ fn allowed_cuts(changes: &[Change]) -> Vec<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
     use crate::model::{Role, TeamRef, UserAttrs};
 
-    fn create(id: &str) -> Change {
+    /// A new user `id` (also used by apply's tests).
+    pub(in crate::reconcile) fn create(id: &str) -> Change {
         Change::CreateUser {
             okta_id: id.into(),
             attrs: UserAttrs {
