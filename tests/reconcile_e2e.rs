@@ -195,6 +195,28 @@ impl World {
             "stdout must be exactly one JSON object:\n{stdout}\nstderr:\n{stderr}"
         );
         let report: Value = serde_json::from_str(lines[0]).unwrap();
+        if report["status"] == "ok" {
+            // An applied run logs where its time went: plan, then apply of
+            // exactly the report's changes.
+            let events: Vec<Value> = stderr
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let event = |message: &str| {
+                events
+                    .iter()
+                    .find(|e| e["message"] == message)
+                    .unwrap_or_else(|| panic!("no {message:?} event in:\n{stderr}"))
+            };
+            assert!(event("planned")["plan_ms"].is_u64(), "{stderr}");
+            let applied = event("applied");
+            assert!(applied["apply_ms"].is_u64(), "{stderr}");
+            assert_eq!(
+                applied["applied"].as_u64(),
+                report["changes"].as_array().map(|c| c.len() as u64),
+                "{stderr}"
+            );
+        }
         (out.status.code().unwrap(), report)
     }
 
