@@ -84,9 +84,9 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
                 let active = users
                     .iter()
                     .filter(|u| {
-                        u.user
-                            .as_ref()
-                            .is_some_and(|u| crate::reconcile::plan::is_active_status(&u.status))
+                        u.user.as_ref().is_some_and(|u| {
+                            crate::reconcile::plan::values::is_active_status(&u.status)
+                        })
                     })
                     .count();
                 Probe {

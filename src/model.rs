@@ -250,6 +250,95 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The snake_case name of the change kind, for logs, metrics and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::CreateTeam { .. } => "team_created",
+            Change::LinkTeam { .. } => "team_linked",
+            Change::CreateUser { .. } => "user_created",
+            Change::LinkUser { .. } => "user_linked",
+            Change::UpdateUser { .. } => "user_updated",
+            Change::ReactivateUser { .. } => "user_reactivated",
+            Change::DeactivateUser { .. } => "user_deactivated",
+            Change::AddMembership { .. } => "membership_added",
+            Change::RemoveMembership { .. } => "membership_removed",
+            Change::ChangeRole { .. } => "role_changed",
+        }
+    }
+}
+
+/// Counts by kind of change (SPEC §4 `counts`, in its order): of a plan, or
+/// of the changes a run applied. The one definition the planner's guard,
+/// the report and the run record share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub users_created: usize,
+    pub users_updated: usize,
+    pub users_deactivated: usize,
+    pub users_reactivated: usize,
+    pub users_linked: usize,
+    pub memberships_added: usize,
+    pub memberships_removed: usize,
+    pub roles_changed: usize,
+    pub teams_linked: usize,
+    pub teams_created: usize,
+    pub skipped: usize,
+    pub unmanaged: usize,
+}
+
+impl Counts {
+    /// Tallies `changes` by kind; `skipped` and `unmanaged` come from the
+    /// plan they belong to.
+    pub fn tally(changes: &[Change], skipped: usize, unmanaged: usize) -> Counts {
+        let mut c = Counts {
+            skipped,
+            unmanaged,
+            ..Counts::default()
+        };
+        for change in changes {
+            let slot = match change {
+                Change::CreateTeam { .. } => &mut c.teams_created,
+                Change::LinkTeam { .. } => &mut c.teams_linked,
+                Change::CreateUser { .. } => &mut c.users_created,
+                Change::LinkUser { .. } => &mut c.users_linked,
+                Change::UpdateUser { .. } => &mut c.users_updated,
+                Change::ReactivateUser { .. } => &mut c.users_reactivated,
+                Change::DeactivateUser { .. } => &mut c.users_deactivated,
+                Change::AddMembership { .. } => &mut c.memberships_added,
+                Change::RemoveMembership { .. } => &mut c.memberships_removed,
+                Change::ChangeRole { .. } => &mut c.roles_changed,
+            };
+            *slot += 1;
+        }
+        c
+    }
+
+    /// The counts of a whole plan.
+    pub fn of_plan(plan: &Plan) -> Counts {
+        Counts::tally(&plan.changes, plan.skipped, plan.unmanaged)
+    }
+
+    /// The non-zero change counts as `name=n` pairs (for summaries).
+    pub fn nonzero(&self) -> Vec<(&'static str, usize)> {
+        [
+            ("users_created", self.users_created),
+            ("users_updated", self.users_updated),
+            ("users_deactivated", self.users_deactivated),
+            ("users_reactivated", self.users_reactivated),
+            ("users_linked", self.users_linked),
+            ("memberships_added", self.memberships_added),
+            ("memberships_removed", self.memberships_removed),
+            ("roles_changed", self.roles_changed),
+            ("teams_linked", self.teams_linked),
+            ("teams_created", self.teams_created),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+}
+
 /// How serious a finding of the planner is. Both kinds go to the report's
 /// `warnings`; `Error` is logged at error level (SPEC calls these errors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,6 +7,7 @@
 //! every outcome, including failures, is a [`Report`].
 
 pub mod apply;
+pub mod guard;
 pub mod observe;
 pub mod plan;
 pub mod report;
@@ -17,10 +18,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::Config;
-use crate::model::{Plan, Severity};
+use crate::model::{Counts, Plan, Severity};
 use crate::okta::OktaClient;
 use crate::reconcile::apply::{ApplyOptions, apply};
-use crate::reconcile::report::{Counts, Report, Status};
+use crate::reconcile::report::{Report, Status};
 use crate::store::Store;
 
 /// What started a run (recorded in `sync_runs.run_trigger`).
@@ -307,7 +308,7 @@ async fn observe_plan_apply(
     report.findings = plan.findings.clone();
     report.planned = plan.changes.len();
     tracing::info!(planned = report.planned, plan_ms, "planned");
-    let reasons = plan::guard(&plan, &config.safety_limits());
+    let reasons = guard::guard(&plan, &config.safety_limits());
     let Plan {
         changes,
         skipped,

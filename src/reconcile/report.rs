@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::{Change, Finding, Severity, TeamRef, UserAttrs, UserRef};
+use crate::model::{Change, Counts, Finding, Severity, TeamRef, UserAttrs, UserRef};
 
 /// Outcome of a run (SPEC §4 `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,69 +30,6 @@ impl Status {
             Status::Blocked => "blocked",
             Status::DryRun => "dry_run",
         }
-    }
-}
-
-/// Counts by kind (SPEC §4 `counts`, in its order).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub users_created: u64,
-    pub users_updated: u64,
-    pub users_deactivated: u64,
-    pub users_reactivated: u64,
-    pub users_linked: u64,
-    pub memberships_added: u64,
-    pub memberships_removed: u64,
-    pub roles_changed: u64,
-    pub teams_linked: u64,
-    pub teams_created: u64,
-    pub skipped: u64,
-    pub unmanaged: u64,
-}
-
-impl Counts {
-    /// Tallies `changes`; `skipped` and `unmanaged` come from the plan.
-    pub fn tally(changes: &[Change], skipped: usize, unmanaged: usize) -> Counts {
-        let mut c = Counts {
-            skipped: skipped as u64,
-            unmanaged: unmanaged as u64,
-            ..Counts::default()
-        };
-        for change in changes {
-            let slot = match change {
-                Change::CreateTeam { .. } => &mut c.teams_created,
-                Change::LinkTeam { .. } => &mut c.teams_linked,
-                Change::CreateUser { .. } => &mut c.users_created,
-                Change::LinkUser { .. } => &mut c.users_linked,
-                Change::UpdateUser { .. } => &mut c.users_updated,
-                Change::ReactivateUser { .. } => &mut c.users_reactivated,
-                Change::DeactivateUser { .. } => &mut c.users_deactivated,
-                Change::AddMembership { .. } => &mut c.memberships_added,
-                Change::RemoveMembership { .. } => &mut c.memberships_removed,
-                Change::ChangeRole { .. } => &mut c.roles_changed,
-            };
-            *slot += 1;
-        }
-        c
-    }
-
-    /// The non-zero change counts as `name=n` pairs (for summaries).
-    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
-        [
-            ("users_created", self.users_created),
-            ("users_updated", self.users_updated),
-            ("users_deactivated", self.users_deactivated),
-            ("users_reactivated", self.users_reactivated),
-            ("users_linked", self.users_linked),
-            ("memberships_added", self.memberships_added),
-            ("memberships_removed", self.memberships_removed),
-            ("roles_changed", self.roles_changed),
-            ("teams_linked", self.teams_linked),
-            ("teams_created", self.teams_created),
-        ]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .collect()
     }
 }
 
