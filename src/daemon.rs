@@ -7,8 +7,8 @@
 //! run. Okta or the store being unreachable never ends the loop.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Config, ConfigEnv, CronSchedule};
 use crate::metrics::Metrics;
 use crate::okta::OktaClient;
-use crate::reconcile::report::{Report, Status};
+use crate::reconcile::report::{FailureKind, Report, Status};
 use crate::reconcile::{self, RunOptions, SyncContext, Trigger, error_chain};
-use crate::server;
+use crate::server::{self, Health};
 use crate::store::Store;
 use crate::systemd;
 use crate::telemetry::LogHandle;
@@ -68,13 +68,39 @@ enum Event {
     RunDone(Box<Report>),
 }
 
-/// State shared with the HTTP server.
-pub struct Shared {
-    pub metrics: Arc<Metrics>,
-    pub store: RwLock<Option<Store>>,
-    /// A run that failed longer than this after the last success (or start)
-    /// makes `/readyz` fail: three schedule periods.
-    pub unready_after: RwLock<Duration>,
+/// What the loop does after a run, decided by [`next_step`] from the run's
+/// outcome alone (kube-rs's `error_policy`: scheduling is data returned by a
+/// small pure function, not a side effect of the run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// The run did its job (or was blocked, which only a person can lift):
+    /// run at the next tick, or at once when ticks passed during the run.
+    CatchUp,
+    /// Run at the next tick, without catching up on ticks that passed:
+    /// another instance held the lock (it did the work), or the trouble is
+    /// a credential or configuration problem that retrying cannot fix (a
+    /// config reload runs at once instead).
+    NextTick,
+    /// Transient trouble: run at the first tick after this backoff.
+    Backoff(Duration),
+}
+
+/// The daemon's failure policy. `transient_failures` counts the consecutive
+/// transient failures including this run's. A 503 or an unreachable store
+/// backs off (30 s doubling to 30 min, at ticks); a 401/403 or a bad config
+/// does not escalate and does not retry early: every tick tries again (and
+/// logs the error), and reloading the config retries at once.
+pub fn next_step(failure: Option<FailureKind>, transient_failures: u32) -> NextStep {
+    match failure {
+        None => NextStep::CatchUp,
+        Some(FailureKind::Transient) => NextStep::Backoff(failure_backoff(transient_failures)),
+        Some(
+            FailureKind::Credential
+            | FailureKind::Configuration
+            | FailureKind::LockHeld
+            | FailureKind::Interrupted,
+        ) => NextStep::NextTick,
+    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. `config` is already validated.
@@ -92,16 +118,15 @@ pub async fn run(
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
 
     let metrics = Arc::new(Metrics::new());
-    let shared = Arc::new(Shared {
-        metrics: Arc::clone(&metrics),
-        store: RwLock::new(None),
-        unready_after: RwLock::new(unready_after(&config.sync.schedule)),
-    });
+    let health = Arc::new(Health::new(
+        Arc::clone(&metrics),
+        unready_after(&config.sync.schedule),
+    ));
     let mut config = Arc::new(config);
     let mut okta = OktaClient::from_config(&config).map_err(DaemonError::Okta)?;
     let _server = match config.server.listen {
         Some(addr) => Some(
-            server::start(addr, Arc::clone(&shared))
+            server::start(addr, Arc::clone(&health))
                 .await
                 .map_err(|source| DaemonError::Listen { addr, source })?,
         ),
@@ -136,10 +161,7 @@ pub async fn run(
             }
         }
     };
-    *shared
-        .store
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store.clone());
+    health.set_store(store.clone());
     let mut store = store;
     if let Ok((active, inactive)) = store.managed_user_counts().await {
         metrics.set_managed_users(active, inactive);
@@ -168,7 +190,10 @@ pub async fn run(
     };
     let mut running: Option<(JoinHandle<Report>, Arc<std::sync::atomic::AtomicBool>)> = None;
     let mut pending: Option<Trigger> = None;
-    let mut failures = 0u32;
+    let mut transient_failures = 0u32;
+    // Set while the last run failed with trouble only a person can fix: a
+    // config reload then runs at once.
+    let mut awaiting_fix = false;
 
     loop {
         let sleep_for = (next_run - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -232,20 +257,19 @@ pub async fn run(
                     }
                     if let Some(s) = new_store {
                         store = s;
-                        *shared
-                            .store
-                            .write()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            Some(store.clone());
+                        health.set_store(store.clone());
                     }
-                    *shared
-                        .unready_after
-                        .write()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        unready_after(&new_config.sync.schedule);
+                    health.set_unready_after(unready_after(&new_config.sync.schedule));
                     config = Arc::new(new_config);
                     if running.is_none() {
-                        next_run = next_tick(&config.sync.schedule, Utc::now());
+                        next_run = if awaiting_fix {
+                            tracing::info!(
+                                "the last run failed with a credential or configuration problem: running with the reloaded config now"
+                            );
+                            Utc::now()
+                        } else {
+                            next_tick(&config.sync.schedule, Utc::now())
+                        };
                         next_trigger = Trigger::Schedule;
                     }
                     tracing::info!(schedule = config.sync.schedule.expr(), "config reloaded");
@@ -317,29 +341,45 @@ pub async fn run(
                 }
                 metrics.record_run(&report);
                 let now = Utc::now();
-                if report.status == Status::Failed && !report.lock_busy {
-                    failures += 1;
+                if report.failure == Some(FailureKind::Transient) {
+                    transient_failures += 1;
                 } else {
-                    failures = 0;
+                    transient_failures = 0;
                 }
+                awaiting_fix = matches!(
+                    report.failure,
+                    Some(FailureKind::Credential | FailureKind::Configuration)
+                );
                 systemd::status(&status_line(&report, now));
-                let tick_passed = next_run <= now;
+                let step = next_step(report.failure, transient_failures);
+                next_trigger = Trigger::Schedule;
                 if let Some(trigger) = pending.take() {
                     // SIGUSR1 during the run.
                     next_run = now;
                     next_trigger = trigger;
-                } else if tick_passed && failures == 0 && !report.lock_busy {
-                    // Ticks that came during the run coalesce into one run now.
-                    next_run = now;
-                    next_trigger = Trigger::Schedule;
                 } else {
-                    next_run = next_run_after(&config.sync.schedule, now, failures);
-                    next_trigger = Trigger::Schedule;
-                    if failures > 0 {
+                    match step {
+                        // Ticks that came during the run coalesce into one run now.
+                        NextStep::CatchUp if next_run <= now => next_run = now,
+                        NextStep::CatchUp | NextStep::NextTick => {
+                            next_run = next_tick(&config.sync.schedule, now);
+                        }
+                        NextStep::Backoff(wait) => {
+                            next_run =
+                                next_run_after(&config.sync.schedule, now, transient_failures);
+                            tracing::warn!(
+                                consecutive_failures = transient_failures,
+                                backoff_s = wait.as_secs(),
+                                next_run = %next_run.to_rfc3339(),
+                                "run failed; retrying at the next tick after backoff"
+                            );
+                        }
+                    }
+                    if awaiting_fix {
                         tracing::warn!(
-                            consecutive_failures = failures,
+                            kind = report.failure.map_or("", FailureKind::as_str),
                             next_run = %next_run.to_rfc3339(),
-                            "run failed; retrying at the next tick after backoff"
+                            "run failed with a problem retrying cannot fix; trying again at the next tick or on reload"
                         );
                     }
                 }
@@ -477,7 +517,7 @@ pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
     if parts.is_empty() {
         parts.push("no changes".into());
     }
-    let status = if report.lock_busy {
+    let status = if report.lock_busy() {
         "skipped (lock held elsewhere)"
     } else {
         report.status.as_str()
@@ -504,7 +544,7 @@ fn panicked_report(message: String) -> Report {
         run_id: None,
         duration_ms: 0,
         planned: 0,
-        lock_busy: false,
+        failure: Some(FailureKind::Configuration),
     }
 }
 
@@ -545,6 +585,29 @@ mod tests {
         // With a 10-minute schedule the backoff rarely matters.
         let ten = CronSchedule::parse("*/10 * * * *").unwrap();
         assert_eq!(next_run_after(&ten, now, 3), t("2026-01-01T00:10:00Z"));
+    }
+
+    #[test]
+    fn credential_trouble_does_not_back_off_like_transient_trouble() {
+        assert_eq!(next_step(None, 0), NextStep::CatchUp);
+        assert_eq!(
+            next_step(Some(FailureKind::Transient), 1),
+            NextStep::Backoff(Duration::from_secs(30))
+        );
+        assert_eq!(
+            next_step(Some(FailureKind::Transient), 3),
+            NextStep::Backoff(Duration::from_secs(120))
+        );
+        for kind in [
+            FailureKind::Credential,
+            FailureKind::Configuration,
+            FailureKind::LockHeld,
+            FailureKind::Interrupted,
+        ] {
+            // However many times in a row: never a growing backoff, never an
+            // immediate catch-up run.
+            assert_eq!(next_step(Some(kind), 0), NextStep::NextTick, "{kind:?}");
+        }
     }
 
     #[test]

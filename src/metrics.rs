@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::okta::OktaStats;
-use crate::reconcile::report::{Report, Status};
+use crate::reconcile::report::{FailureKind, Report, Status};
 
 /// Upper bounds (seconds) of the run-duration histogram buckets.
 const DURATION_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0];
@@ -26,6 +26,9 @@ struct State {
     last_success: Option<f64>,
     last_run_end: Option<f64>,
     last_status: Option<&'static str>,
+    /// Failed runs by kind, and the kind of the last run when it failed.
+    failures: BTreeMap<&'static str, u64>,
+    last_failure: Option<FailureKind>,
     blocked: bool,
     managed_active: Option<u64>,
     managed_inactive: Option<u64>,
@@ -75,9 +78,13 @@ impl Metrics {
     pub fn record_run(&self, report: &Report) {
         let mut s = self.state();
         let now = unix_now();
-        if report.lock_busy {
+        if report.lock_busy() {
             s.runs_skipped_locked += 1;
             return;
+        }
+        s.last_failure = report.failure;
+        if let Some(kind) = report.failure {
+            *s.failures.entry(kind.as_str()).or_default() += 1;
         }
         *s.runs.entry(report.status.as_str()).or_default() += 1;
         let secs = report.duration_ms as f64 / 1000.0;
@@ -133,6 +140,11 @@ impl Metrics {
         self.state().last_success
     }
 
+    /// Why the last finished run failed (`None` when it did not).
+    pub fn last_failure(&self) -> Option<FailureKind> {
+        self.state().last_failure
+    }
+
     /// Status of the last finished run and when the process started.
     pub fn last_status(&self) -> (Option<&'static str>, f64) {
         let s = self.state();
@@ -171,6 +183,21 @@ impl Metrics {
             push(format!(
                 "writer_sync_runs_total{{status=\"{status}\"}} {}",
                 s.runs.get(status).copied().unwrap_or(0)
+            ));
+        }
+        push(header(
+            "writer_sync_run_failures_total",
+            "counter",
+            "Failed runs by kind of trouble (transient, credential, configuration, interrupted).",
+        ));
+        for kind in FailureKind::ALL
+            .into_iter()
+            .filter(|k| *k != FailureKind::LockHeld)
+        {
+            push(format!(
+                "writer_sync_run_failures_total{{kind=\"{}\"}} {}",
+                kind.as_str(),
+                s.failures.get(kind.as_str()).copied().unwrap_or(0)
             ));
         }
         push(header(

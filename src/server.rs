@@ -1,9 +1,12 @@
-//! The HTTP endpoints on `server.listen`: `/healthz`, `/readyz`, `/metrics`.
+//! The HTTP endpoints on `server.listen`: `/healthz`, `/readyz`, `/metrics`,
+//! and the [`Health`] they read.
 //!
 //! Invariant: read-only; handlers never take the sync lock or touch Okta.
+//! The daemon writes [`Health`]; the server only reads it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -11,12 +14,49 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::daemon::Shared;
+use crate::metrics::Metrics;
+use crate::reconcile::report::FailureKind;
+use crate::store::Store;
+
+/// What the endpoints report on: the process metrics, the store to ping,
+/// and how long failing runs may go on before the daemon is unready.
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    /// `None` until the store is connected and migrated.
+    pub store: RwLock<Option<Store>>,
+    /// Runs failing for longer than this since the last success (or start)
+    /// make `/readyz` fail: three schedule periods.
+    pub unready_after: RwLock<Duration>,
+}
+
+impl Health {
+    pub fn new(metrics: Arc<Metrics>, unready_after: Duration) -> Health {
+        Health {
+            metrics,
+            store: RwLock::new(None),
+            unready_after: RwLock::new(unready_after),
+        }
+    }
+
+    pub fn set_store(&self, store: Store) {
+        *self
+            .store
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(store);
+    }
+
+    pub fn set_unready_after(&self, after: Duration) {
+        *self
+            .unready_after
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = after;
+    }
+}
 
 /// Binds `addr` and serves in the background until the process exits.
 pub async fn start(
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    health: Arc<Health>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -24,7 +64,7 @@ pub async fn start(
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(shared);
+        .with_state(health);
     tracing::info!(listen = %bound, "serving /healthz /readyz /metrics");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -38,10 +78,12 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: the store answers, and runs have not been failing for longer than
-/// three schedule periods since the last success (or since start).
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let store = shared
+/// Ready: the store answers, the last run did not fail with trouble only a
+/// person can fix (a credential or configuration problem), and runs have not
+/// been failing for longer than three schedule periods since the last
+/// success (or since start).
+async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let store = health
         .store
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -61,21 +103,38 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             ),
         );
     }
-    let (last_status, started) = shared.metrics.last_status();
-    let limit = *shared
+    if let Some(kind @ (FailureKind::Credential | FailureKind::Configuration)) =
+        health.metrics.last_failure()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the last run failed with a {} problem, which needs a fix before a \
+                 retry can succeed (see the sync finished log event)\n",
+                kind.as_str()
+            ),
+        );
+    }
+    let (last_status, started) = health.metrics.last_status();
+    let limit = *health
         .unready_after
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let since = shared.metrics.last_success().unwrap_or(started);
+    let since = health.metrics.last_success().unwrap_or(started);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
     if last_status == Some("failed") && now - since > limit.as_secs_f64() {
+        let kind = health
+            .metrics
+            .last_failure()
+            .map_or("unknown", FailureKind::as_str);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "not ready: runs have failed for {:.0}s (more than {}s, three schedule periods)\n",
+                "not ready: runs have failed ({kind}) for {:.0}s (more than {}s, three schedule \
+                 periods)\n",
                 now - since,
                 limit.as_secs()
             ),
@@ -84,12 +143,12 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (StatusCode::OK, "ready\n".to_owned())
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        shared.metrics.render(),
+        health.metrics.render(),
     )
 }

@@ -501,3 +501,79 @@ async fn two_daemons_on_one_postgres_store_never_overlap_and_the_survivor_takes_
     assert_eq!(code, Some(0));
     s.sim.shutdown().await;
 }
+
+both_backends!(
+    a_refused_token_is_unready_at_once_and_a_reload_retries_at_once,
+    |db: common::TestDb| async move {
+        // Issue #12's failure policy: a 401 is not transient. /readyz says
+        // so at once (not after three schedule periods), the failure is
+        // counted by kind, and reloading the config (a new token) retries
+        // now instead of at the next tick, a year away here.
+        let s = Setup::new(db).await;
+        let port = free_port();
+        let token_file = s.dir.path().join("okta-token");
+        common::write_file_mode(&token_file, "not-the-token\n", 0o600);
+        let config = s.config("c.toml", "0 0 1 1 *", true, port);
+        let text = std::fs::read_to_string(&config).unwrap().replacen(
+            "[okta]\n",
+            &format!(
+                "[okta]\napi_token_file = {:?}\n",
+                token_file.display().to_string()
+            ),
+            1,
+        );
+        common::write_file_mode(&config, &text, 0o600);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let d = Daemon {
+            child: cmd.spawn().unwrap(),
+            port,
+            secrets: vec![s.sim.token().to_owned()],
+        };
+        d.wait_http("/healthz", Duration::from_secs(20)).await;
+        let start = Instant::now();
+        while d
+            .metric("writer_sync_run_failures_total{kind=\"credential\"}")
+            .await
+            != Some(1.0)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the refused token was not counted as a credential failure"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            d.metric("writer_sync_run_failures_total{kind=\"transient\"}")
+                .await,
+            Some(0.0)
+        );
+        let (status, body) = d.get("/readyz").await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("credential"), "{body}");
+
+        common::write_file_mode(&token_file, &format!("{}\n", s.sim.token()), 0o600);
+        d.signal("HUP");
+        let start = Instant::now();
+        while d.metric("writer_sync_runs_total{status=\"ok\"}").await != Some(1.0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "a reload after a credential failure did not retry at once"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(d.get("/readyz").await.unwrap().0, 200);
+        d.signal("TERM");
+        let (code, _) = d.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        s.sim.shutdown().await;
+    }
+);

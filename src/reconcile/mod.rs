@@ -20,8 +20,8 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::model::{Counts, Plan, Severity};
 use crate::okta::OktaClient;
-use crate::reconcile::apply::{ApplyOptions, apply};
-use crate::reconcile::report::{Report, Status};
+use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::reconcile::report::{FailureKind, Report, Status};
 use crate::store::Store;
 
 /// What started a run (recorded in `sync_runs.run_trigger`).
@@ -102,7 +102,7 @@ pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
     let report = run_inner(ctx, opts, started).await;
     let counts = &report.counts;
     let fields = serde_json::to_value(counts).unwrap_or_default();
-    if report.lock_busy {
+    if report.lock_busy() {
         // Normal with several instances on one store: not an error.
         tracing::info!(
             error = report.error.as_deref(),
@@ -146,7 +146,7 @@ pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
 }
 
 async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Report {
-    let failed = |error: String, run_id: Option<i64>| Report {
+    let failed = |error: String, run_id: Option<i64>, kind: FailureKind| Report {
         status: Status::Failed,
         counts: Counts::default(),
         changes: Vec::new(),
@@ -155,7 +155,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         run_id,
         duration_ms: started.elapsed().as_millis() as u64,
         planned: 0,
-        lock_busy: false,
+        failure: Some(kind),
     };
     let store = &ctx.store;
 
@@ -166,9 +166,11 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         match store.try_lock(&ctx.holder).await {
             Ok(lock) => Some(lock),
             Err(e) => {
-                let mut report = failed(format!("{}; nothing was applied", error_chain(&e)), None);
-                report.lock_busy = matches!(e, crate::store::StoreError::Locked { .. });
-                return report;
+                return failed(
+                    format!("{}; nothing was applied", error_chain(&e)),
+                    None,
+                    FailureKind::of_store(&e),
+                );
             }
         }
     };
@@ -189,7 +191,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
             Ok(id) => Some(id),
             Err(e) => {
                 release(lock).await;
-                return failed(error_chain(&e), None);
+                return failed(error_chain(&e), None, FailureKind::of_store(&e));
             }
         }
     };
@@ -215,6 +217,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
             tracing::error!(run_id = id, error = %error_chain(&e), "could not record the run outcome");
             if report.status == Status::Ok {
                 report.status = Status::Failed;
+                report.failure = Some(FailureKind::of_store(&e));
                 report.error = Some(format!(
                     "changes applied but the run outcome was not recorded: {}",
                     error_chain(&e)
@@ -251,7 +254,7 @@ async fn observe_plan_apply(
         run_id,
         duration_ms: 0,
         planned: 0,
-        lock_busy: false,
+        failure: None,
     };
 
     // Observe: Okta and the store at once; any failure means no plan at all.
@@ -266,6 +269,7 @@ async fn observe_plan_apply(
         } => both,
         () = stop_requested(&opts.stop) => {
             report.error = Some("stopped by request while reading Okta; nothing was applied".into());
+            report.failure = Some(FailureKind::Interrupted);
             return report;
         }
     };
@@ -277,6 +281,7 @@ async fn observe_plan_apply(
                 "reading Okta failed, nothing was applied: {}",
                 error_chain(&e)
             ));
+            report.failure = Some(FailureKind::of_okta(&e));
             return report;
         }
     };
@@ -287,6 +292,7 @@ async fn observe_plan_apply(
                 "reading the store failed, nothing was applied: {}",
                 error_chain(&e)
             ));
+            report.failure = Some(FailureKind::of_store(&e));
             return report;
         }
     };
@@ -373,6 +379,14 @@ async fn observe_plan_apply(
                 error_chain(&e),
                 report.planned
             ));
+            report.failure = Some(match &e {
+                ApplyError::Stopped { .. } => FailureKind::Interrupted,
+                ApplyError::Write { source, .. } | ApplyError::Store(source) => {
+                    FailureKind::of_store(source)
+                }
+                // A planner bug: a retry plans the same again.
+                ApplyError::Dangling(_) => FailureKind::Configuration,
+            });
         }
     }
     report

@@ -48,9 +48,75 @@ pub struct Report {
     pub duration_ms: u64,
     /// Changes in the plan (applied or not).
     pub planned: usize,
-    /// The run did not start because another process held the store's sync
-    /// lock (status `failed`; the daemon treats it as a skipped tick).
-    pub lock_busy: bool,
+    /// Why the run failed (status `failed`), as the daemon's next step and
+    /// the operator need it; `None` for every other status.
+    pub failure: Option<FailureKind>,
+}
+
+/// What kind of trouble failed a run. The daemon's retry policy
+/// (`daemon::next_step`), `/readyz` and the `writer_sync_run_failures_total`
+/// metric read it; the error text says the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Okta or the store unreachable, 5xx, 429s or timeouts beyond the retry
+    /// budget, a lost lock: the next run may well succeed on its own.
+    Transient,
+    /// Okta refused the credential (401), its permissions (403, a missing
+    /// scope or admin role) or the OAuth client: nothing heals until someone
+    /// changes the token, key or grants.
+    Credential,
+    /// Something must change in the configuration, in Okta's data or in the
+    /// store before a retry can succeed (a wrong `okta.app_id`, an Okta
+    /// object that cannot be read, a store written by a newer version).
+    Configuration,
+    /// Another instance holds the store's sync lock: not a failure of this
+    /// instance; the run did not start.
+    LockHeld,
+    /// A stop was requested (SIGTERM/SIGINT) and the run ended early; what
+    /// was committed stays, and the next run converges.
+    Interrupted,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Transient,
+        FailureKind::Credential,
+        FailureKind::Configuration,
+        FailureKind::LockHeld,
+        FailureKind::Interrupted,
+    ];
+
+    /// The label of metrics and `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "transient",
+            FailureKind::Credential => "credential",
+            FailureKind::Configuration => "configuration",
+            FailureKind::LockHeld => "lock_held",
+            FailureKind::Interrupted => "interrupted",
+        }
+    }
+
+    /// The kind of an Okta error.
+    pub fn of_okta(e: &crate::okta::error::OktaError) -> FailureKind {
+        use crate::okta::error::OktaError;
+        match e {
+            OktaError::Unauthorized { .. } | OktaError::Forbidden { .. } | OktaError::OAuth(_) => {
+                FailureKind::Credential
+            }
+            e if e.is_transient() => FailureKind::Transient,
+            _ => FailureKind::Configuration,
+        }
+    }
+
+    /// The kind of a store error.
+    pub fn of_store(e: &crate::store::StoreError) -> FailureKind {
+        match e {
+            crate::store::StoreError::Locked { .. } => FailureKind::LockHeld,
+            e if e.is_transient() => FailureKind::Transient,
+            _ => FailureKind::Configuration,
+        }
+    }
 }
 
 /// The SPEC §4 object, serialized straight from the report: a change
@@ -74,6 +140,12 @@ impl Serialize for ChangesJson<'_> {
 }
 
 impl Report {
+    /// The run did not start because another process held the store's sync
+    /// lock (status `failed`; the daemon treats it as a skipped tick).
+    pub fn lock_busy(&self) -> bool {
+        self.failure == Some(FailureKind::LockHeld)
+    }
+
     /// The JSON object of SPEC §4, to serialize (e.g. with
     /// `serde_json::to_writer`).
     pub fn json(&self) -> JsonReport<'_> {
