@@ -447,6 +447,35 @@ both_kinds!(
                 }
                 u
             },
+            // Emails SPEC §9 calls unusable.
+            app_user(
+                "00ulongmail",
+                "ACTIVE",
+                json!(format!("{}@x.example", "l".repeat(10_244))),
+                json!("L"),
+                json!("M"),
+            ),
+            app_user(
+                "00unlmail",
+                "ACTIVE",
+                json!("new\nline@x.example"),
+                json!("N"),
+                json!("L"),
+            ),
+            app_user(
+                "00uescmail",
+                "ACTIVE",
+                json!("\u{1b}[31mred@x.example"),
+                json!("E"),
+                json!("C"),
+            ),
+            app_user(
+                "00utwoat",
+                "ACTIVE",
+                json!("two@at@x.example"),
+                json!("T"),
+                json!("A"),
+            ),
             // Ids with unexpected characters (never put into a URL).
             app_user(
                 "00u/../x?y#z",
@@ -509,12 +538,32 @@ both_kinds!(
             "a NUL in a name must not lose the user"
         );
         assert_eq!(user_in(d, "00upad").unwrap()["email"], "pad@x.example");
+        // SPEC §9: a 1 MiB name is not stored; the user is skipped, named.
+        assert!(user_in(d, "00uhuge").is_none());
+        assert!(
+            out.first
+                .findings
+                .iter()
+                .any(|f| f.message.contains("00uhuge") && f.message.contains("1048576 characters")),
+            "{:?}",
+            out.first.findings
+        );
+        // SPEC §9: unusable emails are skipped with a warning naming the id,
+        // and the warning carries no line break or terminal escape.
+        for id in ["00ulongmail", "00unlmail", "00uescmail", "00utwoat"] {
+            assert!(user_in(d, id).is_none(), "{id} was created");
+            let f = out
+                .first
+                .findings
+                .iter()
+                .find(|f| f.message.contains(id) && f.message.contains("no usable email"))
+                .unwrap_or_else(|| panic!("no warning names {id}: {:?}", out.first.findings));
+            assert!(!f.message.chars().any(char::is_control), "{:?}", f.message);
+        }
+        // Control characters in names become U+FFFD.
         assert_eq!(
-            user_in(d, "00uhuge").unwrap()["last_name"]
-                .as_str()
-                .unwrap()
-                .len(),
-            1 << 20
+            user_in(d, "00unul").unwrap()["last_name"],
+            "C\u{fffd}\u{fffd}D"
         );
         assert!(user_in(d, "00u/../x?y#z").is_some());
         assert!(user_in(d, "00u 💥").is_some());

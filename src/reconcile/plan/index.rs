@@ -12,7 +12,7 @@ use crate::model::{OktaState, OktaUser, Policy, Role, StoreState, StoreTeam, Sto
 use crate::reconcile::plan::Planner;
 use crate::reconcile::plan::users::OktaEntry;
 use crate::reconcile::plan::values::{
-    UnknownRole, Wanted, email_key, is_active_status, normalize_role, usable_email,
+    UnknownRole, Wanted, email_key, is_active_status, normalize_role, usable_values,
 };
 
 /// A fixed multiply-rotate hasher (no random seed: the planner reads no
@@ -235,10 +235,15 @@ impl<'a> Planner<'a> {
                     Ok(role) => (role, false),
                     Err(_) => (UnknownRole::FALLBACK, true),
                 };
+                let (wanted, unusable) = match usable_values(user) {
+                    Ok(email) => (Some(Wanted::new(user, email)), None),
+                    Err(why) => (None, Some(why)),
+                };
                 OktaEntry {
                     user,
                     active: is_active_status(&user.status),
-                    wanted: usable_email(user.email.as_deref()).map(|e| Wanted::new(user, e)),
+                    wanted,
+                    unusable,
                     role,
                     unknown_role,
                 }

@@ -437,6 +437,121 @@ fn user_without_usable_email_is_skipped_with_a_warning() {
 }
 
 #[test]
+fn unusable_emails_are_skipped_with_a_warning_naming_the_okta_id_and_why() {
+    let long = format!("{}@x.example", "a".repeat(10_244));
+    let cases: [(&str, &str); 9] = [
+        ("a@b@x.example", "more than one @"),
+        ("a b@x.example", "whitespace"),
+        ("a\nb@x.example", "control character"),
+        ("\u{1b}[31m@x.example", "control character"),
+        ("a\r@x.example", "control character"),
+        ("@x.example", "nothing before or after"),
+        ("a@", "nothing before or after"),
+        ("no-at.example", "no @"),
+        (long.as_str(), "10254 characters, more than 254"),
+    ];
+    for (email, why) in cases {
+        let w = world().okta(vec![
+            okta_user("00u1", email),
+            okta_user("00u2", "fine@x.example"),
+        ]);
+        let p = w.plan();
+        assert_eq!(kinds(&p), ["user_created"], "{email:?}");
+        assert_eq!(
+            findings_with(&p, Severity::Warning, &["00u1", "no usable email", why]),
+            1,
+            "{email:?}: {:?}",
+            p.findings
+        );
+        // The warning quotes the value escaped and cut short: no line break,
+        // no terminal escape, never a 10 KB message.
+        let message = &p.findings[0].message;
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert_eq!(p.skipped, 1);
+    }
+}
+
+#[test]
+fn an_email_of_254_characters_is_usable_and_255_is_not() {
+    let at_limit = format!("{}@x.example", "a".repeat(254 - 10));
+    let over = format!("{}@x.example", "a".repeat(255 - 10));
+    let p = world()
+        .okta(vec![okta_user("00u1", &at_limit), okta_user("00u2", &over)])
+        .plan();
+    assert_eq!(p.changes, [create("00u1", &at_limit)]);
+    assert_eq!(
+        findings_with(&p, Severity::Warning, &["00u2", "255 characters"]),
+        1
+    );
+}
+
+#[test]
+fn names_longer_than_1024_characters_skip_the_user() {
+    let at_limit = "n".repeat(1024);
+    let over = "n".repeat(1025);
+    for (what, user) in [
+        ("first name", okta_user("00u1", "a@x.com").names(&over, "L")),
+        ("last name", okta_user("00u1", "a@x.com").names("F", &over)),
+        ("display name", okta_user("00u1", "a@x.com").display(&over)),
+    ] {
+        let p = world()
+            .okta(vec![
+                user,
+                okta_user("00u2", "b@x.com").names(&at_limit, "L"),
+            ])
+            .store(vec![store_user(1, "a@x.com").managed("00u1")])
+            .plan();
+        // Hands off the skipped user (no update of its Writer user), the
+        // other one is created with its 1,024-character name.
+        assert_eq!(kinds(&p), ["user_created"], "{what}");
+        assert_eq!(
+            findings_with(&p, Severity::Warning, &["00u1", what, "1025 characters"]),
+            1,
+            "{what}: {:?}",
+            p.findings
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_names_become_replacement_characters() {
+    let p = world()
+        .okta(vec![
+            okta_user("00u1", "a@x.com")
+                .names("A\nB", "C\u{1b}[31mD")
+                .display("\u{7}Bell\r"),
+        ])
+        .plan();
+    assert_eq!(
+        p.changes,
+        [Change::CreateUser {
+            okta_id: "00u1".into(),
+            // Trimmed first: the trailing CR is whitespace.
+            attrs: attrs("a@x.com", "A\u{fffd}B", "C\u{fffd}[31mD", "\u{fffd}Bell"),
+        }]
+    );
+    // Stored names that still hold them are updated to the clean form.
+    let p = world()
+        .okta(vec![okta_user("00u1", "a@x.com").names("A\tB", "C")])
+        .store(vec![
+            store_user(1, "a@x.com")
+                .managed("00u1")
+                .names("A\tB", "C", "A\tB C"),
+        ])
+        .plan();
+    assert_eq!(
+        p.changes,
+        [update(
+            1,
+            "00u1",
+            attrs("a@x.com", "A\tB", "C", "A\tB C"),
+            attrs("a@x.com", "A\u{fffd}B", "C", "A\u{fffd}B C"),
+        )]
+    );
+}
+
+#[test]
 fn skipped_inactive_user_is_still_deactivated_through_its_id_link() {
     // 00u1 is suspended and shares its email with 00u2: both are skipped
     // (no update, no link), but the Writer user linked to 00u1 is still

@@ -9,15 +9,16 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::model::{DeactivationReason, OktaUser, Role};
 use crate::reconcile::plan::index::{Holders, Map, Set, add_holder, map_with_capacity};
-use crate::reconcile::plan::values::Wanted;
+use crate::reconcile::plan::values::{Unusable, Wanted};
 use crate::reconcile::plan::{Planner, join};
 
 /// One distinct in-scope Okta user, with what the planner derives from it.
 pub(super) struct OktaEntry<'a> {
     pub(super) user: &'a OktaUser,
     pub(super) active: bool,
-    /// `None` when the email is not usable.
+    /// `None` when the email or a name is not usable (`unusable` says why).
     pub(super) wanted: Option<Wanted<'a>>,
+    pub(super) unusable: Option<Unusable>,
     pub(super) role: Role,
     pub(super) unknown_role: bool,
 }
@@ -59,18 +60,15 @@ pub(super) enum Owner {
 }
 
 impl<'a> Planner<'a> {
-    /// Rule 1: an in-scope user (any status) without a usable email is
-    /// skipped with a warning naming its Okta id.
+    /// Rule 1 and SPEC §9: an in-scope user (any status) without a usable
+    /// email, or with a name too long to store, is skipped with a warning
+    /// naming its Okta id and saying why.
     pub(super) fn skip_unusable_emails(&mut self) {
         for i in 0..self.okta.len() {
-            if self.okta[i].wanted.is_none() {
+            if let Some(why) = &self.okta[i].unusable {
                 self.skipped[i] = true;
-                let user = self.okta[i].user;
-                self.warn(format!(
-                    "Okta user {} has no usable email ({:?}); skipped",
-                    user.id,
-                    user.email.as_deref().unwrap_or("")
-                ));
+                let message = why.message(&self.okta[i].user.id);
+                self.warn(message);
             }
         }
     }

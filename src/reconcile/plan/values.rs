@@ -104,17 +104,127 @@ pub(super) fn email_key(email: &str) -> Cow<'_, str> {
     }
 }
 
-/// A usable email is non-empty after trimming and contains `@` (rule 1).
-pub(super) fn usable_email(raw: Option<&str>) -> Option<&str> {
-    let email = raw?.trim();
-    (!email.is_empty() && email.contains('@')).then_some(email)
+/// The longest email SPEC §9 accepts, in characters (the length of an SMTP
+/// path, RFC 5321, less its angle brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// First names, last names and display names longer than this (in
+/// characters, after trimming) skip the user (SPEC §9).
+pub const MAX_NAME_CHARS: usize = 1024;
+/// How much of an unusable value a warning quotes.
+const QUOTED_CHARS: usize = 64;
+
+/// Rule 1 and SPEC §9: a usable email, trimmed, has exactly one `@` with
+/// something on both sides, no whitespace or control characters inside, and
+/// at most [`MAX_EMAIL_CHARS`] characters. `Err` says why not, quoting the
+/// value (shortened and escaped, so a warning never carries a line break or
+/// a terminal escape).
+pub(super) fn usable_email(raw: Option<&str>) -> Result<&str, String> {
+    let Some(raw) = raw else {
+        return Err("no email".into());
+    };
+    let email = raw.trim();
+    let problem = if email.is_empty() {
+        Some("empty".to_string())
+    } else if email.chars().any(char::is_control) {
+        Some("contains a control character".into())
+    } else if email.chars().any(char::is_whitespace) {
+        Some("contains whitespace".into())
+    } else {
+        match email.split_once('@') {
+            None => Some("no @".into()),
+            Some((_, domain)) if domain.contains('@') => Some("more than one @".into()),
+            Some(("", _)) | Some((_, "")) => Some("nothing before or after the @".into()),
+            Some(_) => {
+                let n = email.chars().count();
+                (n > MAX_EMAIL_CHARS)
+                    .then(|| format!("{n} characters, more than {MAX_EMAIL_CHARS}"))
+            }
+        }
+    };
+    match problem {
+        None => Ok(email),
+        Some(why) => Err(format!("{}: {why}", quoted(raw))),
+    }
 }
 
-/// A display name borrowed from the Okta data: as is, or "first last".
+/// Why an Okta user is skipped for its values (rule 1, SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unusable {
+    /// The email is missing or not usable (the value, quoted, and why).
+    Email(String),
+    /// A name is too long to store.
+    Name(String),
+}
+
+impl Unusable {
+    /// The warning, naming the Okta user.
+    pub(super) fn message(&self, okta_id: &str) -> String {
+        match self {
+            Unusable::Email(why) => {
+                format!("Okta user {okta_id} has no usable email ({why}); skipped")
+            }
+            Unusable::Name(why) => format!("Okta user {okta_id}: {why}; skipped"),
+        }
+    }
+}
+
+/// The values of an Okta user the planner can use: its usable email, or
+/// why the user is skipped.
+pub(super) fn usable_values(user: &OktaUser) -> Result<&str, Unusable> {
+    let email = usable_email(user.email.as_deref()).map_err(Unusable::Email)?;
+    match unusable_names(user) {
+        Some(why) => Err(Unusable::Name(why)),
+        None => Ok(email),
+    }
+}
+
+/// SPEC §9: the first reason (if any) why a user's names skip it: a first
+/// name, last name or display name longer than [`MAX_NAME_CHARS`].
+fn unusable_names(user: &OktaUser) -> Option<String> {
+    [
+        ("first name", &user.first_name),
+        ("last name", &user.last_name),
+        ("display name", &user.display_name),
+    ]
+    .into_iter()
+    .find_map(|(what, value)| {
+        let n = value.as_deref().map_or(0, |v| v.trim().chars().count());
+        (n > MAX_NAME_CHARS)
+            .then(|| format!("its {what} has {n} characters, more than {MAX_NAME_CHARS}"))
+    })
+}
+
+/// A value for a message: Debug-quoted (control characters escaped), and cut
+/// to [`QUOTED_CHARS`] characters with its length when longer.
+fn quoted(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= QUOTED_CHARS {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(QUOTED_CHARS).collect();
+        format!("{head:?}… ({n} characters)")
+    }
+}
+
+/// SPEC §9: control characters in names become U+FFFD. Borrowed when there
+/// are none (the common case).
+fn without_controls(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// A display name: as set in Okta, or "first last".
 #[derive(Debug, Clone, Copy)]
-pub(super) enum DisplayName<'a> {
-    Plain(&'a str),
-    Joined(&'a str, &'a str),
+pub(super) enum DisplayName<'w> {
+    Plain(&'w str),
+    Joined(&'w str, &'w str),
 }
 
 impl DisplayName<'_> {
@@ -141,34 +251,46 @@ impl fmt::Display for DisplayName<'_> {
 }
 
 /// What an Okta user's Writer user should look like, borrowed from the Okta
-/// data (attributes are only allocated for the changes that carry them).
+/// data where it can be (attributes are only allocated for the changes that
+/// carry them, and names only when they held control characters).
 pub(super) struct Wanted<'a> {
     pub(super) key: Cow<'a, str>,
     pub(super) email: &'a str,
-    pub(super) first: &'a str,
-    pub(super) last: &'a str,
-    pub(super) display: DisplayName<'a>,
+    pub(super) first: Cow<'a, str>,
+    pub(super) last: Cow<'a, str>,
+    /// The display name set in Okta, when not blank.
+    set_display: Option<Cow<'a, str>>,
 }
 
 impl<'a> Wanted<'a> {
     /// Rule 2: the email as Okta sends it (trimmed, case kept), first/last
     /// trimmed (missing => ""), the display name when set and not blank,
-    /// else "first last" trimmed.
+    /// else "first last" trimmed; control characters in names become
+    /// U+FFFD (SPEC §9).
     pub(super) fn new(user: &'a OktaUser, email: &'a str) -> Self {
-        let first = user.first_name.as_deref().unwrap_or("").trim();
-        let last = user.last_name.as_deref().unwrap_or("").trim();
-        let display = match user.display_name.as_deref().map(str::trim) {
-            Some(d) if !d.is_empty() => DisplayName::Plain(d),
-            _ if last.is_empty() => DisplayName::Plain(first),
-            _ if first.is_empty() => DisplayName::Plain(last),
-            _ => DisplayName::Joined(first, last),
-        };
+        let name = |v: &'a Option<String>| without_controls(v.as_deref().unwrap_or("").trim());
+        let set_display = user
+            .display_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(without_controls);
         Wanted {
             key: email_key(email),
             email,
-            first,
-            last,
-            display,
+            first: name(&user.first_name),
+            last: name(&user.last_name),
+            set_display,
+        }
+    }
+
+    pub(super) fn display(&self) -> DisplayName<'_> {
+        let (first, last) = (self.first.as_ref(), self.last.as_ref());
+        match &self.set_display {
+            Some(d) => DisplayName::Plain(d),
+            None if last.is_empty() => DisplayName::Plain(first),
+            None if first.is_empty() => DisplayName::Plain(last),
+            None => DisplayName::Joined(first, last),
         }
     }
 
@@ -177,7 +299,7 @@ impl<'a> Wanted<'a> {
             email: self.email.to_string(),
             first_name: self.first.to_string(),
             last_name: self.last.to_string(),
-            display_name: self.display.to_string(),
+            display_name: self.display().to_string(),
         }
     }
 
@@ -185,7 +307,7 @@ impl<'a> Wanted<'a> {
         u.email == self.email
             && u.first_name == self.first
             && u.last_name == self.last
-            && self.display.is(&u.display_name)
+            && self.display().is(&u.display_name)
     }
 }
 
