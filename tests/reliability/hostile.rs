@@ -20,13 +20,13 @@ use writer_sync::reconcile::report::{Report, Status};
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 
-const APP: &str = "0oahostileapp";
-const TOKEN: &str = "00hostileTOKENvalue";
+pub(crate) const APP: &str = "0oahostileapp";
+pub(crate) const TOKEN: &str = "00hostileTOKENvalue";
 
 /// Pages per path: `/api/v1/apps/APP/users`, `/api/v1/apps/APP/groups`,
 /// `/api/v1/groups/{id}/users`. Page n links to page n+1 with `after=n+1`.
 #[derive(Default, Clone)]
-struct Script {
+pub(crate) struct Script {
     pages: BTreeMap<String, Vec<Value>>,
 }
 
@@ -81,7 +81,7 @@ async fn handle(State(fake): State<Arc<FakeOkta>>, request: Request) -> Response
     response
 }
 
-async fn start(script: Script) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn start(script: Script) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let fake = Arc::new(FakeOkta {
@@ -95,7 +95,7 @@ async fn start(script: Script) -> (String, tokio::task::JoinHandle<()>) {
     (base, task)
 }
 
-fn app_user(id: &str, status: &str, email: Value, first: Value, last: Value) -> Value {
+pub(crate) fn app_user(id: &str, status: &str, email: Value, first: Value, last: Value) -> Value {
     json!({
         "id": id, "scope": "USER", "status": "PROVISIONED",
         "profile": {"writerRole": "member"},
@@ -106,17 +106,17 @@ fn app_user(id: &str, status: &str, email: Value, first: Value, last: Value) -> 
     })
 }
 
-fn group_assignment(id: &str, name: &str) -> Value {
+pub(crate) fn group_assignment(id: &str, name: &str) -> Value {
     json!({"id": id, "priority": 1, "profile": {},
            "_embedded": {"group": {"id": id, "type": "OKTA_GROUP", "profile": {"name": name}}}})
 }
 
-fn member(id: &str) -> Value {
+pub(crate) fn member(id: &str) -> Value {
     json!({"id": id, "status": "ACTIVE", "profile": {"login": format!("{id}@x.example")}})
 }
 
 /// One scripted org: app-user pages, and pushed groups with member pages.
-fn script(app_user_pages: Vec<Value>, groups: Vec<(Value, Vec<Value>)>) -> Script {
+pub(crate) fn script(app_user_pages: Vec<Value>, groups: Vec<(Value, Vec<Value>)>) -> Script {
     let mut pages = BTreeMap::new();
     pages.insert(format!("/api/v1/apps/{APP}/users"), app_user_pages);
     let mut assignments = Vec::new();

@@ -30,6 +30,7 @@ macro_rules! both_kinds {
 mod faults;
 mod fuzz_replay;
 mod hostile;
+mod logs;
 mod security;
 mod store_faults;
 
