@@ -1790,7 +1790,7 @@ mod tests {
 
     #[test]
     fn example_config_parses_with_every_key() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let c = parse_ok(text);
         assert_eq!(c.okta.app_id.as_deref(), Some("0oa1writerapp"));
         let dir = tempfile::tempdir().unwrap();
@@ -1837,8 +1837,8 @@ mod tests {
         }
     }
 
-    const RSA_KEY: &str = include_str!("../tests/fixtures/keys/rsa-2048.pkcs8.pem");
-    const EC_KEY: &str = include_str!("../tests/fixtures/keys/ec-p256.sec1.pem");
+    const RSA_KEY: &str = include_str!("../../tests/fixtures/keys/rsa-2048.pkcs8.pem");
+    const EC_KEY: &str = include_str!("../../tests/fixtures/keys/ec-p256.sec1.pem");
 
     /// A config with `[okta.oauth]`; `extra` lines go into that table.
     fn oauth_config(key_file: &Path, extra: &str) -> String {
