@@ -6,8 +6,9 @@
 
 use crate::config::{Config, OktaAuth, PushGroups};
 use crate::okta::OktaClient;
-use crate::okta::error::OktaError;
-use crate::okta::oauth::{AuthInfo, OAuthError, TokenInfo};
+use crate::okta::auth::AuthInfo;
+use crate::okta::error::{OAuthError, OktaError};
+use crate::okta::oauth::TokenInfo;
 use crate::reconcile::error_chain;
 
 /// One line of the `check` output.
