@@ -17,6 +17,7 @@ use url::Url;
 use crate::okta::key::PrivateKey;
 use crate::okta::oauth::{DEFAULT_SCOPES, DpopMode};
 use crate::secret::Secret;
+use crate::store::StoreUrl;
 
 /// Where the config file is read from when neither `--config` nor
 /// `WRITER_SYNC_CONFIG` names one.
@@ -202,82 +203,6 @@ pub struct StoreConfig {
     pub url: StoreUrl,
     /// `None` = unlimited.
     pub writes_per_second: Option<NonZeroU32>,
-}
-
-/// Where the Writer org store lives.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    Sqlite(PathBuf),
-    /// The full `postgres://` URL; it may carry a password, so it is a secret.
-    Postgres(Secret),
-}
-
-impl StoreUrl {
-    /// Parses `store.url`: `postgres://…` / `postgresql://…`, `sqlite://PATH`,
-    /// `sqlite:PATH`, or a bare file path (SQLite).
-    pub fn parse(raw: &str) -> Result<StoreUrl, String> {
-        let raw = raw.trim();
-        if raw.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            let url = Url::parse(raw).map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
-            if url.host_str().is_none_or(str::is_empty) && !raw.contains("host=") {
-                return Err("PostgreSQL URL has no host".into());
-            }
-            return Ok(StoreUrl::Postgres(Secret::new(raw)));
-        }
-        let path = if let Some(rest) = raw.strip_prefix("sqlite://") {
-            rest
-        } else if let Some(rest) = raw.strip_prefix("sqlite:") {
-            rest
-        } else if raw.contains("://") {
-            return Err(format!(
-                "unsupported database URL scheme in {:?} (use sqlite:// or postgres://)",
-                raw.split("://").next().unwrap_or_default()
-            ));
-        } else {
-            raw
-        };
-        let path = path.split('?').next().unwrap_or_default();
-        if path.is_empty() || path == ":memory:" {
-            return Err("needs a file path (in-memory SQLite would lose every run)".into());
-        }
-        Ok(StoreUrl::Sqlite(PathBuf::from(path)))
-    }
-
-    /// A description safe to log: the SQLite path, or the PostgreSQL URL
-    /// without its password.
-    pub fn redacted(&self) -> String {
-        match self {
-            StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-            StoreUrl::Postgres(url) => match Url::parse(url.expose()) {
-                Ok(mut u) => {
-                    if u.password().is_some() {
-                        let _ = u.set_password(Some("[redacted]"));
-                    }
-                    let mut shown = u.to_string().replace("%5Bredacted%5D", "[redacted]");
-                    if shown.contains("password=") {
-                        shown = shown.split('?').next().unwrap_or_default().to_owned();
-                    }
-                    shown
-                }
-                Err(_) => "postgres://[redacted]".into(),
-            },
-        }
-    }
-}
-
-impl fmt::Debug for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted())
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -1678,28 +1603,6 @@ mod tests {
             c.store.url.redacted(),
             "postgres://app:[redacted]@db/writer"
         );
-    }
-
-    #[test]
-    fn store_url_forms() {
-        assert_eq!(
-            StoreUrl::parse("sqlite:///var/lib/x.db").unwrap(),
-            StoreUrl::Sqlite("/var/lib/x.db".into())
-        );
-        assert_eq!(
-            StoreUrl::parse("sqlite:rel.db").unwrap(),
-            StoreUrl::Sqlite("rel.db".into())
-        );
-        assert_eq!(
-            StoreUrl::parse("./w.db").unwrap(),
-            StoreUrl::Sqlite("./w.db".into())
-        );
-        assert!(matches!(
-            StoreUrl::parse("postgresql://u@h/d").unwrap(),
-            StoreUrl::Postgres(_)
-        ));
-        assert!(StoreUrl::parse("sqlite::memory:").is_err());
-        assert!(StoreUrl::parse("mysql://h/d").is_err());
     }
 
     #[test]
