@@ -1,8 +1,26 @@
-//! Configuration: TOML file → raw serde structs → validated [`Config`].
+//! Configuration: what the operator wrote (the TOML file, the token and key
+//! files, the environment and systemd credentials) turned into the values
+//! the rest of writer-sync runs on, and into the settings of the layers
+//! below it (the Okta client's [`OktaClientConfig`], the store's
+//! [`StoreUrl`]); those layers never name this module.
 //!
-//! Invariant: a [`Config`] value is always valid. Every check (unknown keys,
-//! types, URLs, cron, rates, secrets) happens in [`load`]; nothing downstream
-//! re-validates or fails on configuration. Errors name the file and the key.
+//! Two stages, as ripgrep's low-level → high-level arguments:
+//! - `raw.rs`: the text becomes `RawConfig`, exactly the file's
+//!   shape; unknown keys are refused with their line. No I/O.
+//! - `validate.rs` (with `secrets.rs` for the token and key files and
+//!   `schedule.rs` for cron): every value is checked and the whole file
+//!   becomes a [`ConfigFile`], whose credential may still be absent. Then a
+//!   command that talks to Okta takes a [`Config`] from it
+//!   ([`ConfigFile::into_config`], [`load`], [`parse`]), and the store-only
+//!   commands (`store dump`, `store load`, `history`; SPEC §5) take a
+//!   [`StoreOnly`] ([`ConfigFile::into_store_only`], [`load_store`]).
+//!
+//! Invariant: a [`Config`] value is always valid and always has exactly one
+//! Okta credential; a [`StoreOnly`] comes from a file that was validated as
+//! a whole, exactly as for a `Config`. Every check (unknown keys, types,
+//! URLs, cron, rates, secrets) happens while loading; nothing downstream
+//! re-validates or fails on configuration. Errors name the file and the key
+//! (and the line where there is one).
 
 mod raw;
 mod schedule;
@@ -19,7 +37,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::okta::key::PrivateKey;
-use crate::okta::oauth::DpopMode;
+use crate::okta::oauth::{DpopMode, OAuthConfig};
+use crate::okta::{DEFAULT_RETRY_BUDGET, OktaClientConfig};
 use crate::secret::Secret;
 use crate::store::StoreUrl;
 
@@ -122,7 +141,8 @@ fn line_suffix(line: Option<usize>) -> String {
     line.map(|l| format!(" (line {l})")).unwrap_or_default()
 }
 
-/// The validated configuration.
+/// The validated configuration of a command that talks to Okta: always
+/// with its credential (`okta.auth`).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this configuration was read from (for messages).
@@ -140,9 +160,8 @@ pub struct Config {
 pub struct OktaConfig {
     pub org_url: Url,
     pub app_id: Option<String>,
-    /// `None` when no credential is configured; commands that talk to Okta
-    /// call [`Config::okta_auth`], which turns that into an error.
-    pub auth: Option<OktaAuth>,
+    /// The one credential; a file without one never becomes a [`Config`].
+    pub auth: OktaAuth,
     pub requests_per_minute: NonZeroU32,
     /// Percentage (1–100) of each Okta rate-limit bucket used per window.
     pub rate_limit_share: u8,
@@ -150,7 +169,16 @@ pub struct OktaConfig {
     pub request_timeout: Duration,
 }
 
-/// How writer-sync authenticates to Okta.
+/// How writer-sync authenticates to Okta, as configured.
+///
+/// The Okta client has its own enum, [`crate::okta::auth::OktaAuth`], and
+/// [`Config::okta_client_config`] converts this one into it. Two enums
+/// because they answer different questions: this one also records where
+/// each secret came from ([`TokenSource`], [`KeySource`]), which `check`
+/// reports and which is the config layer's vocabulary (environment
+/// variables, config keys, systemd credentials); the client only needs the
+/// secret itself and a description of the key's origin for its messages,
+/// and must not depend on this module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OktaAuth {
     /// `Authorization: SSWS <token>`.
@@ -266,15 +294,102 @@ pub struct ServerConfig {
     pub listen: Option<std::net::SocketAddr>,
 }
 
+/// What the store-only commands (`store dump`, `store load`, `history`)
+/// need: the store and the log settings. It comes from a file validated as
+/// a whole (an unknown key or a bad value anywhere is still an error), but
+/// needs no Okta credential (SPEC §5).
+#[derive(Debug, Clone)]
+pub struct StoreOnly {
+    /// The file this configuration was read from (for messages).
+    pub path: PathBuf,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+/// The config file, validated as a whole, before the command says whether
+/// it needs Okta: with a credential it is a whole [`Config`], without one it
+/// is good only for the store-only commands.
+#[derive(Debug, Clone)]
+pub enum ConfigFile {
+    /// The file (or the environment) configures exactly one credential.
+    Complete(Box<Config>),
+    /// No credential is configured; every other value was validated.
+    NoCredential(StoreOnly),
+}
+
+impl ConfigFile {
+    /// The file this configuration was read from.
+    pub fn path(&self) -> &Path {
+        match self {
+            ConfigFile::Complete(config) => &config.path,
+            ConfigFile::NoCredential(store_only) => &store_only.path,
+        }
+    }
+
+    /// The log settings (logging is set up before the command runs).
+    pub fn log(&self) -> &LogConfig {
+        match self {
+            ConfigFile::Complete(config) => &config.log,
+            ConfigFile::NoCredential(store_only) => &store_only.log,
+        }
+    }
+
+    /// The configuration of a command that talks to Okta, or the error
+    /// that says how to configure a credential.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigFile::Complete(config) => Ok(*config),
+            ConfigFile::NoCredential(store_only) => Err(ConfigError::MissingCredential {
+                path: store_only.path,
+            }),
+        }
+    }
+
+    /// What a store-only command needs (a credential, if any, is dropped).
+    pub fn into_store_only(self) -> StoreOnly {
+        match self {
+            ConfigFile::Complete(config) => StoreOnly {
+                path: config.path,
+                store: config.store,
+                log: config.log,
+            },
+            ConfigFile::NoCredential(store_only) => store_only,
+        }
+    }
+}
+
 impl Config {
-    /// The Okta credential, or the error that says how to configure one.
-    pub fn okta_auth(&self) -> Result<&OktaAuth, ConfigError> {
-        self.okta
-            .auth
-            .as_ref()
-            .ok_or_else(|| ConfigError::MissingCredential {
-                path: self.path.clone(),
-            })
+    /// The Okta client's settings: the credential in the client's terms
+    /// (the key's origin only as text for its messages) and the limits.
+    /// Cannot fail: a `Config` always has its credential.
+    pub fn okta_client_config(&self) -> OktaClientConfig {
+        let auth = match &self.okta.auth {
+            OktaAuth::Ssws { token, .. } => crate::okta::auth::OktaAuth::Ssws(token.clone()),
+            OktaAuth::OAuth {
+                client_id,
+                private_key,
+                key_source,
+                key_id,
+                scopes,
+                dpop,
+            } => crate::okta::auth::OktaAuth::OAuth(OAuthConfig {
+                client_id: client_id.clone(),
+                key: private_key.clone(),
+                key_source: key_source.to_string(),
+                key_id: key_id.clone(),
+                scopes: scopes.clone(),
+                dpop: *dpop,
+            }),
+        };
+        OktaClientConfig {
+            org_url: self.okta.org_url.clone(),
+            auth,
+            requests_per_minute: self.okta.requests_per_minute,
+            rate_limit_share: self.okta.rate_limit_share,
+            max_concurrent_requests: self.okta.max_concurrent_requests,
+            request_timeout: self.okta.request_timeout,
+            retry_budget: DEFAULT_RETRY_BUDGET,
+        }
     }
 
     /// The safety limits in the planner's vocabulary.
@@ -306,20 +421,44 @@ pub fn resolve_path(cli: Option<&Path>, env_value: Option<&str>) -> PathBuf {
     }
 }
 
-/// Reads and validates the config file at `path`.
+/// Reads and validates the config file at `path` for a command that talks
+/// to Okta (a file without a credential is an error).
 pub fn load(path: &Path, env: &ConfigEnv) -> Result<Config, ConfigError> {
+    load_file(path, env)?.into_config()
+}
+
+/// Reads and validates the config file at `path` for a store-only command
+/// (no credential needed).
+pub fn load_store(path: &Path, env: &ConfigEnv) -> Result<StoreOnly, ConfigError> {
+    load_file(path, env).map(ConfigFile::into_store_only)
+}
+
+/// Reads and validates the config file at `path` as a whole; the caller
+/// decides whether it needs the credential.
+pub fn load_file(path: &Path, env: &ConfigEnv) -> Result<ConfigFile, ConfigError> {
     crate::fsperm::check_and_warn(path, crate::fsperm::FileKind::Config)
         .map_err(|message| ConfigError::Permissions { message })?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path, env)
+    parse_file(&text, path, env)
 }
 
-/// Validates config text; `path` is only used in messages and to resolve
-/// nothing else (relative secret paths are taken as given).
+/// Validates config text for a command that talks to Okta; `path` is only
+/// used in messages and to resolve nothing else (relative secret paths are
+/// taken as given).
 pub fn parse(text: &str, path: &Path, env: &ConfigEnv) -> Result<Config, ConfigError> {
+    parse_file(text, path, env)?.into_config()
+}
+
+/// Validates config text for a store-only command, like [`parse`] but
+/// without needing a credential.
+pub fn parse_store(text: &str, path: &Path, env: &ConfigEnv) -> Result<StoreOnly, ConfigError> {
+    parse_file(text, path, env).map(ConfigFile::into_store_only)
+}
+
+fn parse_file(text: &str, path: &Path, env: &ConfigEnv) -> Result<ConfigFile, ConfigError> {
     let raw = raw::parse(text, path)?;
     validate::validate(raw, path, env)
 }

@@ -246,10 +246,10 @@ fn token_precedence_env_then_file_then_credential() {
     let with_env = parse(&text, Path::new("c"), &env()).unwrap();
     assert!(matches!(
         with_env.okta.auth,
-        Some(OktaAuth::Ssws {
+        OktaAuth::Ssws {
             source: TokenSource::Env,
             ..
-        })
+        }
     ));
     let no_env = ConfigEnv {
         credentials_directory: Some(dir.path().to_path_buf()),
@@ -257,27 +257,27 @@ fn token_precedence_env_then_file_then_credential() {
     };
     let c = parse(&text, Path::new("c"), &no_env).unwrap();
     match c.okta.auth {
-        Some(OktaAuth::Ssws {
+        OktaAuth::Ssws {
             token,
             source: TokenSource::File(_),
-        }) => {
+        } => {
             assert_eq!(token.expose(), "from-file");
         }
         other => panic!("{other:?}"),
     }
     let c = parse(MINIMAL, Path::new("c"), &no_env).unwrap();
     match c.okta.auth {
-        Some(OktaAuth::Ssws {
+        OktaAuth::Ssws {
             token,
             source: TokenSource::Credential(_),
-        }) => {
+        } => {
             assert_eq!(token.expose(), "from-cred");
         }
         other => panic!("{other:?}"),
     }
-    let none = parse(MINIMAL, Path::new("c"), &ConfigEnv::default()).unwrap();
-    assert!(none.okta.auth.is_none());
-    let err = none.okta_auth().unwrap_err().to_string();
+    let err = parse(MINIMAL, Path::new("c"), &ConfigEnv::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(TOKEN_ENV) && err.contains("api_token_file"),
         "{err}"
@@ -413,13 +413,13 @@ fn example_config_parses_with_every_key() {
     let oauth_text = oauth_example(text, &key_file);
     let oauth = parse(&oauth_text, Path::new("c"), &ConfigEnv::default()).unwrap();
     match oauth.okta.auth {
-        Some(OktaAuth::OAuth {
+        OktaAuth::OAuth {
             client_id,
             key_id,
             scopes,
             dpop,
             ..
-        }) => {
+        } => {
             assert_eq!(client_id, "0oa1serviceapp");
             assert_eq!(key_id.as_deref(), Some("writer-sync-1"));
             assert_eq!(scopes, DEFAULT_SCOPES);
@@ -478,14 +478,14 @@ fn oauth_defaults_and_forms() {
         &ConfigEnv::default(),
     )
     .unwrap();
-    let Some(OktaAuth::OAuth {
+    let OktaAuth::OAuth {
         client_id,
         private_key,
         key_source,
         key_id,
         scopes,
         dpop,
-    }) = c.okta.auth.clone()
+    } = c.okta.auth.clone()
     else {
         panic!("{:?}", c.okta.auth)
     };
@@ -501,12 +501,12 @@ fn oauth_defaults_and_forms() {
         "scopes = \" okta.users.read  okta.groups.manage \"\ndpop = \"always\"\nkey_id = \"k1\"\n",
     );
     let c = parse(&joined, Path::new("c"), &ConfigEnv::default()).unwrap();
-    let Some(OktaAuth::OAuth {
+    let OktaAuth::OAuth {
         scopes,
         dpop,
         key_id,
         ..
-    }) = c.okta.auth
+    } = c.okta.auth
     else {
         panic!()
     };
@@ -517,7 +517,7 @@ fn oauth_defaults_and_forms() {
     let c = parse(&list, Path::new("c"), &ConfigEnv::default()).unwrap();
     assert!(matches!(
         c.okta.auth,
-        Some(OktaAuth::OAuth { ref scopes, dpop: DpopMode::Never, .. }) if scopes == &["okta.apps.read"]
+        OktaAuth::OAuth { ref scopes, dpop: DpopMode::Never, .. } if scopes == &["okta.apps.read"]
     ));
 
     // The key from the systemd credential, EC in SEC1 form.
@@ -528,11 +528,11 @@ fn oauth_defaults_and_forms() {
     };
     let text = format!("{MINIMAL}[okta.oauth]\nclient_id = \"0oa1svc\"\n");
     let c = parse(&text, Path::new("c"), &env).unwrap();
-    let Some(OktaAuth::OAuth {
+    let OktaAuth::OAuth {
         private_key,
         key_source,
         ..
-    }) = c.okta.auth
+    } = c.okta.auth
     else {
         panic!()
     };
@@ -575,10 +575,19 @@ fn exactly_one_credential() {
         .unwrap_err()
         .to_string();
     assert!(err.contains(TOKEN_CREDENTIAL), "{err}");
-    // Neither: loads (store commands need no credential), and commands
-    // that need Okta get an error naming both ways.
-    let none = parse(MINIMAL, Path::new("c"), &ConfigEnv::default()).unwrap();
-    let err = none.okta_auth().unwrap_err().to_string();
+    // Neither: loads for the store commands (they need no credential), and
+    // commands that need Okta get an error naming both ways.
+    let none = parse_store(MINIMAL, Path::new("c"), &ConfigEnv::default()).unwrap();
+    assert_eq!(none.store.url, parse_ok(MINIMAL).store.url);
+    // They still validate the whole file, with the same messages.
+    let bad = format!("{MINIMAL}[sync]\nschedule = \"nonsense\"\n");
+    let store_err = parse_store(&bad, Path::new("c"), &ConfigEnv::default())
+        .unwrap_err()
+        .to_string();
+    assert!(store_err.contains("`sync.schedule`"), "{store_err}");
+    let err = parse(MINIMAL, Path::new("c"), &ConfigEnv::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("okta.api_token_file") && err.contains("[okta.oauth]"),
         "{err}"

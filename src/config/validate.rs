@@ -1,6 +1,8 @@
-//! Stage 2 of the configuration: [`RawConfig`] → [`Config`]. Every value is
-//! checked here (URLs, ids, rates, durations, cron, scopes, the log filter,
-//! the listen address) and the secrets are resolved (through `secrets`).
+//! Stage 2 of the configuration: [`RawConfig`] → [`ConfigFile`], a
+//! [`Config`], or a [`StoreOnly`] when no credential is configured. Every
+//! value is checked here (URLs, ids, rates, durations, cron, scopes, the log
+//! filter, the listen address) and the secrets are resolved (through
+//! `secrets`).
 //!
 //! Invariant: the first problem found fails the whole file, with an error
 //! that names the file and the key (`ConfigError::Invalid`), the secret file
@@ -18,8 +20,9 @@ use crate::config::raw::{RawConfig, RawOAuth, RawPushGroups, RawScopes};
 use crate::config::schedule::CronSchedule;
 use crate::config::secrets::{resolve_private_key, resolve_ssws_token, ssws_configured};
 use crate::config::{
-    Config, ConfigEnv, ConfigError, LogConfig, LogFormat, OktaAuth, OktaConfig, PushGroups,
-    RoleSource, SafetyConfig, ServerConfig, StoreConfig, SyncConfig, TeamsConfig,
+    Config, ConfigEnv, ConfigError, ConfigFile, LogConfig, LogFormat, OktaAuth, OktaConfig,
+    PushGroups, RoleSource, SafetyConfig, ServerConfig, StoreConfig, StoreOnly, SyncConfig,
+    TeamsConfig,
 };
 use crate::okta::oauth::{DEFAULT_SCOPES, DpopMode};
 use crate::store::StoreUrl;
@@ -28,11 +31,13 @@ use crate::store::StoreUrl;
 /// `STATE_DIRECTORY` says.
 const DEFAULT_STATE_DIR: &str = "/var/lib/writer-sync";
 
+/// Checks every value of `raw` in the order of the file's tables. A file
+/// without a credential is valid here: [`ConfigFile::NoCredential`].
 pub(super) fn validate(
     raw: RawConfig,
     path: &Path,
     env: &ConfigEnv,
-) -> Result<Config, ConfigError> {
+) -> Result<ConfigFile, ConfigError> {
     let invalid = |key: &str, message: String| ConfigError::Invalid {
         path: path.to_path_buf(),
         key: key.to_owned(),
@@ -198,7 +203,22 @@ pub(super) fn validate(
         None => None,
     };
 
-    Ok(Config {
+    let store = StoreConfig {
+        url: store_url,
+        writes_per_second,
+    };
+    let log = LogConfig {
+        format,
+        level: raw.log.level,
+    };
+    let Some(auth) = auth else {
+        return Ok(ConfigFile::NoCredential(StoreOnly {
+            path: path.to_path_buf(),
+            store,
+            log,
+        }));
+    };
+    Ok(ConfigFile::Complete(Box::new(Config {
         path: path.to_path_buf(),
         okta: OktaConfig {
             org_url,
@@ -209,10 +229,7 @@ pub(super) fn validate(
             max_concurrent_requests,
             request_timeout,
         },
-        store: StoreConfig {
-            url: store_url,
-            writes_per_second,
-        },
+        store,
         sync: SyncConfig {
             schedule,
             run_on_start: raw.sync.run_on_start,
@@ -229,12 +246,9 @@ pub(super) fn validate(
             max_deactivations_percent: pct,
             max_membership_removals,
         },
-        log: LogConfig {
-            format,
-            level: raw.log.level,
-        },
+        log,
         server: ServerConfig { listen },
-    })
+    })))
 }
 
 fn positive_u32(n: i64) -> Result<NonZeroU32, String> {
