@@ -30,12 +30,11 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::Value;
 use sqlx::Connection;
-use writer_sync::config::StoreUrl;
 use writer_sync::okta::limit::{Family, share_of};
 use writer_sync::sim::generate::{GenSpec, GroupSizes};
 use writer_sync::sim::org::{Org, UserStatus};
 use writer_sync::sim::{RateLimits, SimHandle, SimOptions, Simulator};
-use writer_sync::store::Store;
+use writer_sync::store::{Store, StoreUrl};
 
 /// Okta's page maxima for the listings a sync reads.
 const APP_USERS_MAX_PAGE: u64 = 500;

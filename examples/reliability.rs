@@ -35,13 +35,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use writer_sync::config::StoreUrl;
 use writer_sync::sim::generate::GenSpec;
 use writer_sync::sim::org::{Org, UserStatus};
 use writer_sync::sim::{
     Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
 };
-use writer_sync::store::Store;
+use writer_sync::store::{Store, StoreUrl};
 
 type Res<T> = Result<T, String>;
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use writer_sync::config::{ConfigEnv, parse, validate_org_url};
 use writer_sync::okta::page::{PageGuard, next_link, parse_link_header, resolve_next, same_origin};
 use writer_sync::okta::wire::{App, AppGroup, AppUser, Group, User};
+use writer_sync::secret::Secret;
 
 /// okta::wire: decoding never panics; lenient decoding is stable (the
 /// same JSON value decodes to the same users twice).
@@ -61,12 +62,18 @@ pub fn link_header(data: &[u8]) {
     }
 }
 
-/// config::parse: never panics, and an accepted config is valid.
+/// config::parse: never panics, and an accepted config is valid. The
+/// environment supplies a token, so that files without a credential of
+/// their own are accepted (a `Config` always has one).
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(config) = parse(text, Path::new("fuzz.toml"), &ConfigEnv::default()) {
+    let env = ConfigEnv {
+        okta_api_token: Some(Secret::new("fuzz-token")),
+        ..ConfigEnv::default()
+    };
+    if let Ok(config) = parse(text, Path::new("fuzz.toml"), &env) {
         assert!(validate_org_url(config.okta.org_url.as_str()).is_ok());
         assert!(config.okta.requests_per_minute.get() > 0);
         assert!(!config.okta.request_timeout.is_zero());

@@ -6,8 +6,9 @@
 
 use crate::config::{Config, OktaAuth, PushGroups};
 use crate::okta::OktaClient;
-use crate::okta::error::OktaError;
-use crate::okta::oauth::{AuthInfo, OAuthError, TokenInfo};
+use crate::okta::auth::AuthInfo;
+use crate::okta::error::{OAuthError, OktaError};
+use crate::okta::oauth::TokenInfo;
 use crate::reconcile::error_chain;
 
 /// One line of the `check` output.
@@ -37,11 +38,11 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
             let wrong_key = matches!(&e, OktaError::OAuth(inner)
                 if matches!(**inner, OAuthError::InvalidClient { .. }));
             if wrong_key
-                && let Ok(OktaAuth::OAuth {
+                && let OktaAuth::OAuth {
                     private_key,
                     key_id,
                     ..
-                }) = config.okta_auth()
+                } = &config.okta.auth
             {
                 // The public half only: what the app's Public Keys must hold.
                 // Information, not a second failure.

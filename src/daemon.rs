@@ -35,7 +35,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub enum DaemonError {
     /// The Okta client could not be built from the config.
     #[error("cannot set up the Okta client")]
-    Okta(#[source] crate::okta::from_config::ClientSetupError),
+    Okta(#[source] crate::okta::error::OktaError),
     /// Installing a signal handler failed.
     #[error("cannot install signal handlers")]
     Signals(#[source] std::io::Error),
@@ -123,7 +123,7 @@ pub async fn run(
         unready_after(&config.sync.schedule),
     ));
     let mut config = Arc::new(config);
-    let mut okta = OktaClient::from_config(&config).map_err(DaemonError::Okta)?;
+    let mut okta = OktaClient::new(config.okta_client_config()).map_err(DaemonError::Okta)?;
     let _server = match config.server.listen {
         Some(addr) => Some(
             server::start(addr, Arc::clone(&health))
@@ -244,7 +244,7 @@ pub async fn run(
             }
             Event::Reload => match reload(&config_path, &env, &config, &log).await {
                 Ok((new_config, new_store)) => {
-                    match OktaClient::from_config(&new_config) {
+                    match OktaClient::new(new_config.okta_client_config()) {
                         Ok(client) => {
                             metrics.set_okta_stats(okta.stats());
                             metrics.retire_okta_client();

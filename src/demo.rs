@@ -72,7 +72,7 @@ create_missing = true
             .await
             .context("seeding the demo store")?;
     }
-    let okta = OktaClient::from_config(&config)?;
+    let okta = OktaClient::new(config.okta_client_config())?;
     let ctx = SyncContext {
         config: Arc::new(config),
         store,

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use writer_sync::config::{self, Config, ConfigEnv};
+use writer_sync::config::{self, Config, ConfigEnv, ConfigFile, StoreOnly};
 use writer_sync::daemon;
 use writer_sync::okta::OktaClient;
 use writer_sync::reconcile::report::{Report, Status};
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
-use writer_sync::store::Store;
 use writer_sync::store::dump::LoadError;
+use writer_sync::store::{Store, StoreUrl};
 use writer_sync::telemetry;
 
 use crate::cli::{Cli, Command, HistoryArgs, StoreCommand};
@@ -83,8 +83,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     );
     match cli.command {
         Command::Store { command } => {
-            let config = load_config(&config_path, &env)?;
-            let store = open_store(&config).await?;
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
             let code = match command {
                 StoreCommand::Dump => store_dump(&store).await,
                 StoreCommand::Load { file } => store_load(&store, &file).await,
@@ -93,8 +93,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             code
         }
         Command::History(args) => {
-            let config = load_config(&config_path, &env)?;
-            let store = open_store(&config).await?;
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
             let code = history(&store, &args).await;
             store.close().await;
             code
@@ -104,12 +104,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 return Err(usage(anyhow::anyhow!("--force and --json need --once")));
             }
             if args.once {
-                let config = load_config(&config_path, &env)?;
+                let (file, _) = load_config_file(&config_path, &env)?;
+                let config = file.into_config().map_err(usage)?;
                 run_once(config, &args).await
             } else {
-                let config = config::load(&config_path, &env).map_err(usage)?;
-                let log = telemetry::init(config.log.format, &config.log.level);
-                config.okta_auth().map_err(usage)?;
+                let (file, log) = load_config_file(&config_path, &env)?;
+                let config = file.into_config().map_err(usage)?;
                 daemon::run(config_path, env, config, log, args.dry_run)
                     .await
                     .map_err(Failure::from)?;
@@ -117,22 +117,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
         }
         Command::Check => {
-            let config = load_config(&config_path, &env)?;
-            check(&config).await
+            let (file, _) = load_config_file(&config_path, &env)?;
+            check(file).await
         }
         Command::Demo(args) => demo::run(&args.db).await.map_err(Failure::from),
     }
 }
 
-/// Builds the Okta client from the config (needs a credential).
+/// Builds the Okta client from the config.
 fn okta_client(config: &Config) -> Result<OktaClient, Failure> {
-    config.okta_auth().map_err(usage)?;
-    OktaClient::from_config(config).map_err(usage)
+    OktaClient::new(config.okta_client_config()).map_err(usage)
 }
 
 async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
     let okta = okta_client(&config)?;
-    let store = open_store(&config).await?;
+    let store = open_store(&config.store.url).await?;
     let ctx = SyncContext {
         config: Arc::new(config),
         store,
@@ -180,18 +179,16 @@ fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `check`: the config is valid (it loaded), then reach the store and Okta
-/// and say what was found. Exit 0 when both answer, 1 otherwise.
-async fn check(config: &Config) -> Result<u8, Failure> {
+/// `check`: the config is valid (it loaded), then it must have a
+/// credential; reach the store and Okta and say what was found. Exit 0 when
+/// both answer, 1 otherwise.
+async fn check(file: ConfigFile) -> Result<u8, Failure> {
     let mut out = std::io::stdout().lock();
     let mut ok = true;
     let mut line = |text: String| writeln!(out, "{text}").context("cannot print");
-    line(format!("config      {} (valid)", config.path.display()))?;
-    let auth = match config.okta_auth() {
-        Ok(auth) => auth,
-        Err(e) => return Err(usage(e)),
-    };
-    let mode = match auth {
+    line(format!("config      {} (valid)", file.path().display()))?;
+    let config = file.into_config().map_err(usage)?;
+    let mode = match &config.okta.auth {
         config::OktaAuth::Ssws { source, .. } => format!("SSWS token from {source}"),
         config::OktaAuth::OAuth {
             client_id,
@@ -250,8 +247,8 @@ async fn check(config: &Config) -> Result<u8, Failure> {
             ))?;
         }
     }
-    let client = okta_client(config)?;
-    for finding in writer_sync::check::probe(&client, config).await {
+    let client = okta_client(&config)?;
+    for finding in writer_sync::check::probe(&client, &config).await {
         ok &= finding.ok;
         line(format!(
             "{:<11} {}{}",
@@ -263,17 +260,27 @@ async fn check(config: &Config) -> Result<u8, Failure> {
     Ok(if ok { exit::OK } else { exit::FAILED })
 }
 
-/// Loads the config and sets up logging from it.
-fn load_config(path: &std::path::Path, env: &ConfigEnv) -> Result<Config, Failure> {
-    let config = config::load(path, env).map_err(usage)?;
+/// Loads the whole config file and sets up logging from it. Whether the
+/// command needs the credential is the caller's decision (after logging is
+/// up, so permission warnings are logged before a missing credential fails).
+fn load_config_file(
+    path: &std::path::Path,
+    env: &ConfigEnv,
+) -> Result<(ConfigFile, telemetry::LogHandle), Failure> {
+    let file = config::load_file(path, env).map_err(usage)?;
+    let log = telemetry::init(file.log().format, &file.log().level);
+    Ok((file, log))
+}
+
+/// Loads the config of a store-only command and sets up logging from it.
+fn load_store_config(path: &std::path::Path, env: &ConfigEnv) -> Result<StoreOnly, Failure> {
+    let config = config::load_store(path, env).map_err(usage)?;
     telemetry::init(config.log.format, &config.log.level);
     Ok(config)
 }
 
-async fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::connect(&config.store.url)
-        .await
-        .map_err(Failure::from)
+async fn open_store(url: &StoreUrl) -> Result<Store, Failure> {
+    Store::connect(url).await.map_err(Failure::from)
 }
 
 async fn store_dump(store: &Store) -> Result<u8, Failure> {

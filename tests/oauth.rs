@@ -23,11 +23,11 @@ use ring::signature::{
 };
 use serde_json::{Map, Value, json};
 
-use writer_sync::okta::auth::OktaAuth;
-use writer_sync::okta::error::OktaError;
+use writer_sync::okta::auth::{AuthInfo, OktaAuth};
+use writer_sync::okta::error::{OAuthError, OktaError};
 use writer_sync::okta::key::PrivateKey;
 use writer_sync::okta::limit::Family;
-use writer_sync::okta::oauth::{AuthInfo, DpopMode, OAuthConfig, OAuthError};
+use writer_sync::okta::oauth::{DpopMode, OAuthConfig};
 use writer_sync::okta::{OktaClient, OktaClientConfig};
 use writer_sync::sim::org::{Org, SimApp, UserStatus};
 use writer_sync::sim::{

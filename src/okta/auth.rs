@@ -1,5 +1,7 @@
 //! Credentials for the Okta management API: an SSWS API token, or OAuth 2.0
-//! client credentials (see [`crate::okta::oauth`]).
+//! client credentials (see [`crate::okta::oauth`]), and what `check` reports
+//! about them ([`AuthInfo`]). The top of the credential code: uses `oauth`
+//! and `error`; neither names this module.
 //!
 //! Invariant: the request function asks the [`Authenticator`] for the
 //! headers of every attempt and hands it every 401/403, so per-request DPoP
@@ -12,9 +14,9 @@ use std::sync::Arc;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::okta::error::{Endpoint, Failure, OktaError, required_scope};
+use crate::okta::error::{Endpoint, Failure, OAuthError, OktaError, required_scope};
 use crate::okta::limit::Family;
-use crate::okta::oauth::{AccessToken, OAuthConfig, TokenManager};
+use crate::okta::oauth::{AccessToken, OAuthConfig, TokenInfo, TokenManager};
 use crate::okta::{Attempt, OktaClient};
 use crate::secret::Secret;
 
@@ -51,6 +53,33 @@ impl OktaAuth {
             })?;
         value.set_sensitive(true);
         Ok(value)
+    }
+}
+
+/// How the client authenticates, as `check` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthInfo {
+    Ssws,
+    OAuth(TokenInfo),
+}
+
+impl OktaClient {
+    /// Which credential the client uses; with OAuth, gets a token (if none
+    /// is cached) and reports what it grants. For `check`.
+    pub async fn auth_info(&self) -> Result<AuthInfo, OktaError> {
+        match &self.inner.authenticator {
+            Authenticator::Ssws(_) => Ok(AuthInfo::Ssws),
+            Authenticator::OAuth(manager) => {
+                manager.token(self).await?;
+                manager.last_info().map(AuthInfo::OAuth).ok_or_else(|| {
+                    OAuthError::BadTokenResponse {
+                        client_id: manager.client_id().to_owned(),
+                        reason: "no token information after a successful token request".into(),
+                    }
+                    .into()
+                })
+            }
+        }
     }
 }
 

@@ -1,4 +1,9 @@
-//! Errors of the Okta client.
+//! Errors of the Okta client: [`OktaError`] and the OAuth setup mistakes
+//! ([`OAuthError`]) it wraps.
+//!
+//! The bottom of the credential code: `oauth` and `auth` build these errors,
+//! and this file names neither of them, so the imports of `error` ←
+//! `oauth` ← `auth` go one way.
 //!
 //! Invariant: every message is complete on its own (it names the endpoint and
 //! includes the underlying cause), so no variant exposes a `source()`; printing
@@ -175,7 +180,7 @@ pub enum OktaError {
     /// DPoP, clock), or an API request refused the access token. Permanent
     /// until the configuration or the Okta app changes.
     #[error(transparent)]
-    OAuth(Box<crate::okta::oauth::OAuthError>),
+    OAuth(Box<OAuthError>),
 
     /// A 2xx body that is not the JSON we expect (truncated, wrong shape).
     /// Not retried: the response was complete as far as HTTP is concerned.
@@ -214,6 +219,123 @@ impl OktaError {
             OktaError::Decode { .. } => "decode",
             OktaError::Pagination { .. } => "pagination",
         }
+    }
+}
+
+/// OAuth failures: each names the client id and says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error(
+        "okta refused the client assertion of OAuth client {client_id} ({detail}): the private \
+         key ({key_source}) does not match a public key registered for the app{kid_hint}, or \
+         {client_id} is not the service app's client id. Register this key's public half in the \
+         app (Applications > the app > General > Public Keys) or fix okta.oauth.client_id, \
+         okta.oauth.private_key_file or okta.oauth.key_id"
+    )]
+    InvalidClient {
+        client_id: String,
+        key_source: String,
+        kid_hint: String,
+        detail: String,
+    },
+    #[error(
+        "okta refused the client assertion of OAuth client {client_id} for its time claims \
+         ({detail}){skew}: the clock of this host is probably wrong; check it and its NTP \
+         synchronisation (timedatectl status, chronyc tracking)"
+    )]
+    ClockSkew {
+        client_id: String,
+        detail: String,
+        skew: String,
+    },
+    #[error(
+        "okta did not grant the scopes \"{requested}\" to OAuth client {client_id} ({detail}): \
+         grant each of them to the app (its Okta API Scopes tab; a Super Admin must do it) or \
+         remove the ones not granted from okta.oauth.scopes"
+    )]
+    ScopeNotGranted {
+        client_id: String,
+        requested: String,
+        detail: String,
+    },
+    #[error(
+        "the Okta app of OAuth client {client_id} requires DPoP ({detail}) but okta.oauth.dpop = \
+         \"never\": set dpop = \"auto\" (or \"always\")"
+    )]
+    DpopRequired { client_id: String, detail: String },
+    #[error(
+        "okta rejected the DPoP proof of OAuth client {client_id} on {endpoint} ({detail}){skew}; \
+         DPoP proofs carry the time of this host, so check its clock and NTP synchronisation"
+    )]
+    DpopRejected {
+        client_id: String,
+        endpoint: Endpoint,
+        detail: String,
+        skew: String,
+    },
+    #[error(
+        "okta refused the client credentials grant of OAuth client {client_id} ({detail}): the \
+         app must be an API Services app allowed to use the client credentials grant"
+    )]
+    GrantNotAllowed { client_id: String, detail: String },
+    #[error(
+        "okta refused a token for OAuth client {client_id}: {failure} ({detail}); check that \
+         okta.org_url is the Okta org itself (its /oauth2/v1/token is the only one that issues \
+         Okta API scopes) and the service app's settings"
+    )]
+    TokenRefused {
+        client_id: String,
+        failure: Box<Failure>,
+        detail: String,
+    },
+    #[error("okta sent an unusable token response to OAuth client {client_id}: {reason}")]
+    BadTokenResponse { client_id: String, reason: String },
+    #[error(
+        "okta rejected the access token of OAuth client {client_id} on {endpoint} even after a \
+         renewal ({detail}{failure}): check that okta.org_url is the org the service app belongs \
+         to and that the app is active"
+    )]
+    TokenRejected {
+        client_id: String,
+        endpoint: Endpoint,
+        detail: String,
+        failure: Box<Failure>,
+    },
+    #[error(
+        "okta refused {endpoint} to OAuth client {client_id} ({failure}): the access token lacks \
+         the scope {scope} (granted: {granted}); add {scope} to okta.oauth.scopes and grant it to \
+         the app (Okta API Scopes tab)"
+    )]
+    MissingScope {
+        client_id: String,
+        endpoint: Endpoint,
+        scope: String,
+        granted: String,
+        failure: Box<Failure>,
+    },
+    #[error(
+        "okta refused {endpoint} to OAuth client {client_id} ({failure}) although the token has \
+         the scope {scope}: the app's admin role does not cover this resource; assign the service \
+         app an admin role that can read it (e.g. Read-Only Administrator, Admin Roles tab)"
+    )]
+    MissingRole {
+        client_id: String,
+        endpoint: Endpoint,
+        scope: String,
+        failure: Box<Failure>,
+    },
+    #[error(
+        "could not sign the {what} of OAuth client {client_id} (system random generator failed)"
+    )]
+    Signing {
+        client_id: String,
+        what: &'static str,
+    },
+}
+
+impl From<OAuthError> for OktaError {
+    fn from(err: OAuthError) -> Self {
+        OktaError::OAuth(Box::new(err))
     }
 }
 

@@ -8,7 +8,6 @@
 
 pub mod auth;
 pub mod error;
-pub mod from_config;
 pub mod jwt;
 pub mod key;
 pub mod limit;
@@ -57,7 +56,8 @@ pub const APP_GROUPS_PAGE_SIZE: u32 = 200;
 pub const GROUPS_PAGE_SIZE: u32 = 200;
 pub const GROUP_MEMBERS_PAGE_SIZE: u32 = 1_000;
 
-/// Everything the client needs; validated by the config layer.
+/// Everything the client needs, in its own terms (the config layer builds
+/// it from a validated config; this module never names that layer).
 #[derive(Debug, Clone)]
 pub struct OktaClientConfig {
     /// Base URL of the org (https, or http on loopback). Only its scheme,

@@ -1,6 +1,8 @@
 //! OAuth 2.0 for an Okta service app: the client credentials grant with a
 //! `private_key_jwt` client assertion, DPoP (RFC 9449), the access-token
-//! cache, and the errors that tell an operator which setup step is wrong.
+//! cache, and which [`OAuthError`] (defined in `error`) tells an operator
+//! which setup step is wrong. Uses `error`, never `auth` (which sits on top
+//! of this module and hands it the OAuth half of every request).
 //!
 //! Invariant: token requests go through the client's one request function
 //! (same budget, pacing and retries as API calls); every token POST carries
@@ -21,7 +23,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use url::Url;
 
-use crate::okta::error::{Endpoint, Failure, OktaError, required_scope};
+use crate::okta::error::{Endpoint, Failure, OAuthError, OktaError, required_scope};
 use crate::okta::jwt::{self, DpopKey};
 use crate::okta::key::PrivateKey;
 use crate::okta::limit::{Family, parse_http_date};
@@ -104,130 +106,6 @@ pub struct TokenInfo {
     pub scopes: Vec<String>,
     /// `expires_in` of the token response.
     pub expires_in: Duration,
-}
-
-/// How the client authenticates, as `check` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthInfo {
-    Ssws,
-    OAuth(TokenInfo),
-}
-
-/// OAuth failures: each names the client id and says what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum OAuthError {
-    #[error(
-        "okta refused the client assertion of OAuth client {client_id} ({detail}): the private \
-         key ({key_source}) does not match a public key registered for the app{kid_hint}, or \
-         {client_id} is not the service app's client id. Register this key's public half in the \
-         app (Applications > the app > General > Public Keys) or fix okta.oauth.client_id, \
-         okta.oauth.private_key_file or okta.oauth.key_id"
-    )]
-    InvalidClient {
-        client_id: String,
-        key_source: String,
-        kid_hint: String,
-        detail: String,
-    },
-    #[error(
-        "okta refused the client assertion of OAuth client {client_id} for its time claims \
-         ({detail}){skew}: the clock of this host is probably wrong; check it and its NTP \
-         synchronisation (timedatectl status, chronyc tracking)"
-    )]
-    ClockSkew {
-        client_id: String,
-        detail: String,
-        skew: String,
-    },
-    #[error(
-        "okta did not grant the scopes \"{requested}\" to OAuth client {client_id} ({detail}): \
-         grant each of them to the app (its Okta API Scopes tab; a Super Admin must do it) or \
-         remove the ones not granted from okta.oauth.scopes"
-    )]
-    ScopeNotGranted {
-        client_id: String,
-        requested: String,
-        detail: String,
-    },
-    #[error(
-        "the Okta app of OAuth client {client_id} requires DPoP ({detail}) but okta.oauth.dpop = \
-         \"never\": set dpop = \"auto\" (or \"always\")"
-    )]
-    DpopRequired { client_id: String, detail: String },
-    #[error(
-        "okta rejected the DPoP proof of OAuth client {client_id} on {endpoint} ({detail}){skew}; \
-         DPoP proofs carry the time of this host, so check its clock and NTP synchronisation"
-    )]
-    DpopRejected {
-        client_id: String,
-        endpoint: Endpoint,
-        detail: String,
-        skew: String,
-    },
-    #[error(
-        "okta refused the client credentials grant of OAuth client {client_id} ({detail}): the \
-         app must be an API Services app allowed to use the client credentials grant"
-    )]
-    GrantNotAllowed { client_id: String, detail: String },
-    #[error(
-        "okta refused a token for OAuth client {client_id}: {failure} ({detail}); check that \
-         okta.org_url is the Okta org itself (its /oauth2/v1/token is the only one that issues \
-         Okta API scopes) and the service app's settings"
-    )]
-    TokenRefused {
-        client_id: String,
-        failure: Box<Failure>,
-        detail: String,
-    },
-    #[error("okta sent an unusable token response to OAuth client {client_id}: {reason}")]
-    BadTokenResponse { client_id: String, reason: String },
-    #[error(
-        "okta rejected the access token of OAuth client {client_id} on {endpoint} even after a \
-         renewal ({detail}{failure}): check that okta.org_url is the org the service app belongs \
-         to and that the app is active"
-    )]
-    TokenRejected {
-        client_id: String,
-        endpoint: Endpoint,
-        detail: String,
-        failure: Box<Failure>,
-    },
-    #[error(
-        "okta refused {endpoint} to OAuth client {client_id} ({failure}): the access token lacks \
-         the scope {scope} (granted: {granted}); add {scope} to okta.oauth.scopes and grant it to \
-         the app (Okta API Scopes tab)"
-    )]
-    MissingScope {
-        client_id: String,
-        endpoint: Endpoint,
-        scope: String,
-        granted: String,
-        failure: Box<Failure>,
-    },
-    #[error(
-        "okta refused {endpoint} to OAuth client {client_id} ({failure}) although the token has \
-         the scope {scope}: the app's admin role does not cover this resource; assign the service \
-         app an admin role that can read it (e.g. Read-Only Administrator, Admin Roles tab)"
-    )]
-    MissingRole {
-        client_id: String,
-        endpoint: Endpoint,
-        scope: String,
-        failure: Box<Failure>,
-    },
-    #[error(
-        "could not sign the {what} of OAuth client {client_id} (system random generator failed)"
-    )]
-    Signing {
-        client_id: String,
-        what: &'static str,
-    },
-}
-
-impl From<OAuthError> for OktaError {
-    fn from(err: OAuthError) -> Self {
-        OktaError::OAuth(Box::new(err))
-    }
 }
 
 /// A cached access token. `Debug` hides the value.
@@ -691,24 +569,6 @@ impl fmt::Debug for TokenManager {
 }
 
 impl OktaClient {
-    /// Which credential the client uses; with OAuth, gets a token (if none
-    /// is cached) and reports what it grants. For `check`.
-    pub async fn auth_info(&self) -> Result<AuthInfo, OktaError> {
-        match &self.inner.authenticator {
-            crate::okta::auth::Authenticator::Ssws(_) => Ok(AuthInfo::Ssws),
-            crate::okta::auth::Authenticator::OAuth(manager) => {
-                manager.token(self).await?;
-                manager.last_info().map(AuthInfo::OAuth).ok_or_else(|| {
-                    OAuthError::BadTokenResponse {
-                        client_id: manager.client_id().to_owned(),
-                        reason: "no token information after a successful token request".into(),
-                    }
-                    .into()
-                })
-            }
-        }
-    }
-
     /// Gets a new access token: POSTs the client credentials grant through
     /// the request function (budget, pacing, 5xx/429 retries), following
     /// Okta's DPoP steps: switching DPoP on when the app requires it (auto)

@@ -1,5 +1,6 @@
 //! The Writer org store: users, teams, memberships, sync runs, the audit log,
-//! sync state and the sync lock, on SQLite or PostgreSQL.
+//! sync state and the sync lock, on SQLite or PostgreSQL at a [`StoreUrl`]
+//! (`url.rs`; the config layer parses `store.url` with it).
 //!
 //! Invariant: all SQL of the product lives in this module (and `dump.rs`),
 //! always parameterized, portable between the two backends through sqlx's
@@ -9,6 +10,7 @@
 //! back together. Migrations run on connect.
 
 pub mod dump;
+mod url;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -23,8 +25,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Row, SqlSafeStr};
 
-use crate::config::StoreUrl;
 use crate::model::{Role, StoreMembership, StoreState, StoreTeam, StoreUser, UserAttrs};
+
+pub use self::url::StoreUrl;
 
 /// A store error. Messages never contain the database password.
 #[derive(Debug, thiserror::Error)]

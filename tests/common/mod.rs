@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
-use writer_sync::config::StoreUrl;
 use writer_sync::secret::Secret;
+use writer_sync::store::StoreUrl;
 
 pub const PG_ENV: &str = "WRITER_SYNC_TEST_DATABASE_URL";
 

@@ -235,7 +235,7 @@ async fn a_sqlite_store_locked_by_another_writer_waits_or_fails_cleanly() {
     let db = common::TestDb::new(common::Kind::Sqlite, "locked")
         .await
         .unwrap();
-    let writer_sync::config::StoreUrl::Sqlite(path) = db.url.clone() else {
+    let writer_sync::store::StoreUrl::Sqlite(path) = db.url.clone() else {
         unreachable!()
     };
     let config = parse_config(
