@@ -963,8 +963,8 @@ async fn crash(opts: &Opts) -> Res<()> {
 
 /// The faults a run may meet, with whether a run must still succeed.
 fn random_fault() -> (Fault, &'static str) {
-    use writer_sync::okta::limit::Family;
-    let families = [Family::Apps, Family::GroupMembers];
+    use writer_sync::sim::Bucket;
+    let families = [Bucket::Apps, Bucket::GroupMembers];
     let family = families[fastrand::usize(..families.len())];
     let page = fastrand::u32(1..=3);
     let target = if fastrand::bool() {

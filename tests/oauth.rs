@@ -26,12 +26,12 @@ use serde_json::{Map, Value, json};
 use writer_sync::okta::auth::OktaAuth;
 use writer_sync::okta::error::OktaError;
 use writer_sync::okta::key::PrivateKey;
-use writer_sync::okta::limit::Family;
 use writer_sync::okta::oauth::{AuthInfo, DpopMode, OAuthConfig, OAuthError};
 use writer_sync::okta::{OktaClient, OktaClientConfig};
 use writer_sync::sim::org::{Org, SimApp, UserStatus};
 use writer_sync::sim::{
-    Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions, Simulator, Times,
+    Bucket, Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions,
+    Simulator, Times,
 };
 
 const APP_ID: &str = "0oa1oauthapp00000001";
@@ -283,7 +283,7 @@ async fn rsa_bearer_token_is_cached_and_renewed_before_it_expires() {
     }
     let token = &token_requests(&sim)[0];
     assert_eq!(token.method, "POST");
-    assert_eq!(token.family, Family::Other);
+    assert_eq!(token.family, Bucket::Other);
     assert_eq!(token.accept.as_deref(), Some("application/json"));
     assert!(token.auth_scheme.is_none(), "the assertion authenticates");
 
@@ -455,7 +455,7 @@ async fn token_endpoint_errors_are_retried_like_api_errors() {
     let sim = start(sim_app(RSA_PKCS8, None)).await;
     sim.set_faults(vec![Fault::new(
         FaultTarget {
-            family: Some(Family::Other),
+            family: Some(Bucket::Other),
             page: None,
         },
         Times::Count(2),

@@ -23,7 +23,8 @@ use writer_sync::secret::Secret;
 use writer_sync::sim::generate::GenSpec;
 use writer_sync::sim::org::{Org, SimApp, UserStatus};
 use writer_sync::sim::{
-    Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator, Times,
+    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator,
+    Times,
 };
 
 const APP_ID: &str = "0oa1testapp000000001";
@@ -112,7 +113,7 @@ fn client(sim: &SimHandle) -> OktaClient {
     client_with(sim, sim.token(), ClientSettings::default())
 }
 
-fn requests_of(sim: &SimHandle, family: Family) -> Vec<writer_sync::sim::RequestRecord> {
+fn requests_of(sim: &SimHandle, family: Bucket) -> Vec<writer_sync::sim::RequestRecord> {
     sim.requests()
         .into_iter()
         .filter(|r| r.family == family)
@@ -326,7 +327,7 @@ async fn app_users_1001_in_three_pages_every_user_once_in_order() {
             .all(|u| u.profile["writerRole"] == json!("member"))
     );
 
-    let requests = requests_of(&sim, Family::Apps);
+    let requests = requests_of(&sim, Bucket::Apps);
     assert_eq!(requests.len(), 3);
     assert_eq!(
         requests.iter().map(|r| r.page).collect::<Vec<_>>(),
@@ -441,7 +442,7 @@ async fn group_members_and_exact_name_search() {
         found.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
         [eng.as_str()]
     );
-    let search = requests_of(&sim, Family::Groups);
+    let search = requests_of(&sim, Bucket::Groups);
     assert!(
         search[0]
             .query
@@ -468,7 +469,7 @@ async fn group_members_and_exact_name_search() {
         members
     );
     // 450 members fit one page of 1,000 (Okta's default and the size asked).
-    let pages = requests_of(&sim, Family::GroupMembers);
+    let pages = requests_of(&sim, Bucket::GroupMembers);
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert!(
         pages[0].query.as_deref().unwrap().contains("limit=1000"),
@@ -578,7 +579,7 @@ async fn foreign_next_link_and_repeated_cursor_fail_the_listing() {
     let client = client(&sim);
 
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 1),
+        FaultTarget::page(Bucket::Apps, 1),
         Times::Once,
         FaultKind::ForeignNextLink,
     )]);
@@ -598,7 +599,7 @@ async fn foreign_next_link_and_repeated_cursor_fail_the_listing() {
     assert!(message.contains(sim.url().host_str().unwrap()), "{message}");
 
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 2),
+        FaultTarget::page(Bucket::Apps, 2),
         Times::Once,
         FaultKind::RepeatCursor,
     )]);
@@ -629,12 +630,12 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
     let client = client(&sim);
     sim.set_faults(vec![
         Fault::new(
-            FaultTarget::page(Family::Apps, 3),
+            FaultTarget::page(Bucket::Apps, 3),
             Times::Once,
             FaultKind::ServerError(500),
         ),
         Fault::new(
-            FaultTarget::page(Family::Apps, 2),
+            FaultTarget::page(Bucket::Apps, 2),
             Times::Count(2),
             FaultKind::ServerError(503),
         ),
@@ -644,7 +645,7 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
         users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
         expected
     );
-    let pages: Vec<(u32, u16)> = requests_of(&sim, Family::Apps)
+    let pages: Vec<(u32, u16)> = requests_of(&sim, Bucket::Apps)
         .iter()
         .map(|r| (r.page, r.status))
         .collect();
@@ -673,7 +674,7 @@ async fn persistent_server_error_fails_the_whole_listing_within_the_budget() {
         },
     );
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 3),
+        FaultTarget::page(Bucket::Apps, 3),
         Times::Always,
         FaultKind::ServerError(500),
     )]);
@@ -685,7 +686,7 @@ async fn persistent_server_error_fails_the_whole_listing_within_the_budget() {
     assert!(elapsed <= budget, "{elapsed:?}");
     // Backoff 0.5, 1, 2, 4, 8, 16, 30 s (halved at worst by jitter) leaves
     // several attempts inside 60 s.
-    let page3: Vec<_> = requests_of(&sim, Family::Apps)
+    let page3: Vec<_> = requests_of(&sim, Bucket::Apps)
         .into_iter()
         .filter(|r| r.page == 3)
         .collect();
@@ -726,7 +727,7 @@ async fn truncated_json_is_a_decode_error_naming_the_endpoint() {
         .unwrap();
     let client = client(&sim);
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 2),
+        FaultTarget::page(Bucket::Apps, 2),
         Times::Once,
         FaultKind::TruncatedBody,
     )]);
