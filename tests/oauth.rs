@@ -127,8 +127,12 @@ async fn start(oauth: SimOAuth) -> SimHandle {
     .unwrap()
 }
 
+/// The service app with the public half of `pem` registered (computed by
+/// the client's key loader: only the setup uses it, the simulator verifies
+/// signatures itself).
 fn sim_app(pem: &str, kid: Option<&str>) -> SimOAuth {
-    SimOAuth::for_private_key(CLIENT_ID, pem.as_bytes(), kid).unwrap()
+    let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+    SimOAuth::new(CLIENT_ID, key.public_jwk(kid))
 }
 
 struct Client {
