@@ -12,8 +12,10 @@ mod bucket;
 mod filter;
 pub mod fixtures;
 pub mod generate;
+mod hash;
 pub mod oauth;
 pub mod org;
+mod profile;
 mod server;
 
 use std::collections::BTreeMap;

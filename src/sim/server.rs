@@ -22,7 +22,7 @@ use url::Url;
 
 use crate::sim::bucket::Bucket;
 use crate::sim::filter::{self, Expr};
-use crate::sim::generate::mix;
+use crate::sim::hash::mix;
 use crate::sim::oauth::{self, OAuthState};
 use crate::sim::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
 use crate::sim::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
