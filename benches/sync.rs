@@ -28,13 +28,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use okta_sim::generate::{GenSpec, GroupSizes};
+use okta_sim::org::{Org, UserStatus};
+use okta_sim::{Bucket, RateLimits, SimHandle, SimOptions, Simulator};
 use serde_json::Value;
 use sqlx::Connection;
 use writer_sync::config::StoreUrl;
 use writer_sync::okta::limit::share_of;
-use writer_sync::sim::generate::{GenSpec, GroupSizes};
-use writer_sync::sim::org::{Org, UserStatus};
-use writer_sync::sim::{Bucket, RateLimits, SimHandle, SimOptions, Simulator};
 use writer_sync::store::Store;
 
 /// Okta's page maxima for the listings a sync reads.

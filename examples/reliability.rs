@@ -35,12 +35,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use writer_sync::config::StoreUrl;
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::{Org, UserStatus};
-use writer_sync::sim::{
+use okta_sim::generate::GenSpec;
+use okta_sim::org::{Org, UserStatus};
+use okta_sim::{
     Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
 };
+use writer_sync::config::StoreUrl;
 use writer_sync::store::Store;
 
 type Res<T> = Result<T, String>;
@@ -963,7 +963,7 @@ async fn crash(opts: &Opts) -> Res<()> {
 
 /// The faults a run may meet, with whether a run must still succeed.
 fn random_fault() -> (Fault, &'static str) {
-    use writer_sync::sim::Bucket;
+    use okta_sim::Bucket;
     let families = [Bucket::Apps, Bucket::GroupMembers];
     let family = families[fastrand::usize(..families.len())];
     let page = fastrand::u32(1..=3);
@@ -1103,7 +1103,7 @@ async fn faults(opts: &Opts) -> Res<()> {
 // ---------------------------------------------------------------------------
 
 async fn large(opts: &Opts) -> Res<()> {
-    use writer_sync::sim::org::SimApp;
+    use okta_sim::org::SimApp;
     let started = Instant::now();
     let mut org = Org::new(SimApp {
         id: "0oalargeapp".into(),

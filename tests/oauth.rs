@@ -23,16 +23,16 @@ use ring::signature::{
 };
 use serde_json::{Map, Value, json};
 
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{
+    Bucket, Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions,
+    Simulator, Times,
+};
 use writer_sync::okta::auth::OktaAuth;
 use writer_sync::okta::error::OktaError;
 use writer_sync::okta::key::PrivateKey;
 use writer_sync::okta::oauth::{AuthInfo, DpopMode, OAuthConfig, OAuthError};
 use writer_sync::okta::{OktaClient, OktaClientConfig};
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{
-    Bucket, Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions,
-    Simulator, Times,
-};
 
 const APP_ID: &str = "0oa1oauthapp00000001";
 const CLIENT_ID: &str = "0oa1serviceapp000001";
@@ -118,7 +118,7 @@ async fn start(oauth: SimOAuth) -> SimHandle {
     Simulator::start(
         org(),
         SimOptions {
-            rate_limits: writer_sync::sim::RateLimits::unlimited(),
+            rate_limits: okta_sim::RateLimits::unlimited(),
             oauth: Some(oauth),
             ..SimOptions::default()
         },

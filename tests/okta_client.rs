@@ -11,6 +11,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use okta_sim::generate::GenSpec;
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{
+    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator,
+    Times,
+};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use writer_sync::okta::auth::OktaAuth;
@@ -20,12 +26,6 @@ use writer_sync::okta::page::PageError;
 use writer_sync::okta::wire::{AppGroup, AppUser, Group, User};
 use writer_sync::okta::{DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig};
 use writer_sync::secret::Secret;
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{
-    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator,
-    Times,
-};
 
 const APP_ID: &str = "0oa1testapp000000001";
 
@@ -113,7 +113,7 @@ fn client(sim: &SimHandle) -> OktaClient {
     client_with(sim, sim.token(), ClientSettings::default())
 }
 
-fn requests_of(sim: &SimHandle, family: Bucket) -> Vec<writer_sync::sim::RequestRecord> {
+fn requests_of(sim: &SimHandle, family: Bucket) -> Vec<okta_sim::RequestRecord> {
     sim.requests()
         .into_iter()
         .filter(|r| r.family == family)
@@ -1208,46 +1208,4 @@ async fn sample_org_through_the_client() {
         "{roles:?}"
     );
     sim.shutdown().await;
-}
-
-/// The `okta-sim` binary's contract: one JSON line on stdout once listening,
-/// then serve until SIGTERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okta_sim_binary_prints_one_json_line_and_serves() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_okta-sim"))
-        .args(["--sample", "--token", "00binTOKEN", "--unlimited"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(ready["token"], json!("00binTOKEN"));
-    assert_eq!(ready["users"], json!(30));
-    let app_id = ready["app_id"].as_str().unwrap().to_owned();
-
-    let client = OktaClient::new(OktaClientConfig {
-        org_url: url::Url::parse(ready["url"].as_str().unwrap()).unwrap(),
-        auth: OktaAuth::Ssws(Secret::new("00binTOKEN")),
-        requests_per_minute: NonZeroU32::new(600).unwrap(),
-        rate_limit_share: 100,
-        max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
-        request_timeout: Duration::from_secs(10),
-        retry_budget: Duration::from_secs(10),
-    })
-    .unwrap();
-    let users = client.list_app_users(&app_id).await.unwrap();
-    assert_eq!(json!(users.len()), ready["app_users"]);
-
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
 }

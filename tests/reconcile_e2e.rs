@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{
-    Bucket, Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times,
-};
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{Bucket, Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
 

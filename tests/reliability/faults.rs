@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use writer_sync::reconcile::report::Status;
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{
+use okta_sim::generate::GenSpec;
+use okta_sim::org::Org;
+use okta_sim::{
     Bucket, Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
 };
+use writer_sync::reconcile::report::Status;
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 

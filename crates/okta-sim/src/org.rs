@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::hash::mix;
-use crate::sim::profile::user_profile;
+use crate::hash::mix;
+use crate::profile::user_profile;
 
 /// An Okta id (`00u…`, `00g…`), shared between the maps that index it.
 pub type Id = Arc<str>;

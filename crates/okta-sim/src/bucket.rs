@@ -2,7 +2,7 @@
 //! request counts against, and the bucket's name in stats.
 //!
 //! Invariant: this table is the simulator's own and shares nothing with the
-//! client's request families (`okta::limit::Family`), so a path the client
+//! client's request families (writer-sync's `okta::limit::Family`), so a path the client
 //! files under the wrong bucket shows up in tests (as 429s, or as headers
 //! that do not match the client's pacing) instead of being mirrored.
 //!

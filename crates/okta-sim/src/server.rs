@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::sim::bucket::Bucket;
-use crate::sim::filter::{self, Expr};
-use crate::sim::hash::mix;
-use crate::sim::oauth::{self, OAuthState};
-use crate::sim::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
-use crate::sim::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
+use crate::bucket::Bucket;
+use crate::filter::{self, Expr};
+use crate::hash::mix;
+use crate::oauth::{self, OAuthState};
+use crate::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
+use crate::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
 
 /// Requests kept in the log.
 const LOG_CAPACITY: usize = 100_000;

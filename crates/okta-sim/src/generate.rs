@@ -2,13 +2,13 @@
 //!
 //! Invariant: everything is a pure function of (seed, number), so the same
 //! [`GenSpec`] always yields the same org, and user profiles need not be
-//! stored: the org renders them on demand (`sim::profile`).
+//! stored: the org renders them on demand (`profile.rs`).
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::hash::draw;
-use crate::sim::org::{GroupAssignment, Id, Org, Profile, SimApp, SimGroup, UserStatus};
-use crate::sim::profile::{DEPARTMENTS, user_email, user_profile};
+use crate::hash::draw;
+use crate::org::{GroupAssignment, Id, Org, Profile, SimApp, SimGroup, UserStatus};
+use crate::profile::{DEPARTMENTS, user_email, user_profile};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]

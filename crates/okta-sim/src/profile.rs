@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::hash::draw;
+use crate::hash::draw;
 
 const FIRST_NAMES: [&str; 48] = [
     "Ada", "Alan", "Amara", "Ana", "Arjun", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Daniel",

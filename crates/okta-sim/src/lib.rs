@@ -1,11 +1,14 @@
 //! An in-process Okta simulator: an axum server over an in-memory [`Org`],
 //! speaking the slice of the management API the sync reads, with Okta's
 //! pagination, rate-limit headers, error bodies and injectable faults.
-//! Used by tests, `writer-sync demo` and benchmarks (`src/bin/okta-sim.rs`).
+//! Used by writer-sync's tests, `writer-sync demo` and benchmarks, and as a
+//! process by the `okta-sim` binary (`src/main.rs`).
 //!
-//! Invariant: the simulator never shares code with the client's parsing: it
-//! builds Okta-shaped JSON and headers itself, so tests of the client against
-//! it check the client, not a mirror of it. Time comes from tokio's clock
+//! Invariant: the simulator shares no code with the client (it does not
+//! depend on writer-sync at all): it builds Okta-shaped JSON and headers
+//! itself, verifies OAuth assertions itself and files requests into rate-limit
+//! windows by its own [`Bucket`] table, so tests of the client against it
+//! check the client, not a mirror of it. Time comes from tokio's clock
 //! (windows, latency, `Date`), so paused-time tests stay exact.
 
 mod bucket;
@@ -27,9 +30,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-pub use crate::sim::bucket::Bucket;
-pub use crate::sim::oauth::SimOAuth;
-use crate::sim::org::Org;
+pub use crate::bucket::Bucket;
+pub use crate::oauth::SimOAuth;
+use crate::org::Org;
 
 /// Requests per window per [`Bucket`]. Defaults are Okta's last published
 /// org-wide per-minute limits (Workforce Identity): a single token may by
