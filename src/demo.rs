@@ -4,6 +4,8 @@
 //!
 //! Invariant: uses only the library's public API, the same path as
 //! `run --once` (config parsing, the Okta client, `reconcile::run_once`).
+//! Built only with the `demo` cargo feature (on by default), the one that
+//! brings the simulator (the `okta-sim` crate) into the binary.
 
 use std::fmt::Write as _;
 use std::path::Path;
