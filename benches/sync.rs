@@ -28,12 +28,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use okta_sim::generate::{GenSpec, GroupSizes};
+use okta_sim::org::{Org, UserStatus};
+use okta_sim::{Bucket, RateLimits, SimHandle, SimOptions, Simulator};
 use serde_json::Value;
 use sqlx::Connection;
-use writer_sync::okta::limit::{Family, share_of};
-use writer_sync::sim::generate::{GenSpec, GroupSizes};
-use writer_sync::sim::org::{Org, UserStatus};
-use writer_sync::sim::{RateLimits, SimHandle, SimOptions, Simulator};
+use writer_sync::okta::limit::share_of;
 use writer_sync::store::{Store, StoreUrl};
 
 /// Okta's page maxima for the listings a sync reads.
@@ -105,7 +105,7 @@ struct Args {
 /// What the simulator's org requires at minimum.
 struct Minimum {
     app_users: u64,
-    by_family: BTreeMap<Family, u64>,
+    by_family: BTreeMap<Bucket, u64>,
 }
 
 impl Minimum {
@@ -128,7 +128,7 @@ impl Minimum {
             pages(app_users, APP_USERS_MAX_PAGE) + pages(groups.len() as u64, APP_GROUPS_MAX_PAGE);
         Minimum {
             app_users,
-            by_family: BTreeMap::from([(Family::Apps, apps), (Family::GroupMembers, members)]),
+            by_family: BTreeMap::from([(Bucket::Apps, apps), (Bucket::GroupMembers, members)]),
         }
     }
 
@@ -164,7 +164,7 @@ struct Measured {
     status: String,
     peak_rss_kb: u64,
     phases: BTreeMap<&'static str, u64>,
-    requests: BTreeMap<Family, u64>,
+    requests: BTreeMap<Bucket, u64>,
     rate_limited: u64,
     changes: u64,
     rows_written: u64,
@@ -232,8 +232,8 @@ async fn run(args: Args) -> Result<(), String> {
     println!(
         "minimum requests: {} (apps {}, group_members {}); rate-limit floor {:.1}s, set by {}",
         minimum.total(),
-        minimum.by_family.get(&Family::Apps).unwrap_or(&0),
-        minimum.by_family.get(&Family::GroupMembers).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::Apps).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::GroupMembers).unwrap_or(&0),
         floor,
         bound_by
     );
@@ -452,13 +452,13 @@ async fn bench_store(
     Ok(())
 }
 
-fn short(family: Family) -> &'static str {
+fn short(family: Bucket) -> &'static str {
     match family {
-        Family::Apps => "app",
-        Family::Groups => "grp",
-        Family::GroupMembers => "mem",
-        Family::Users => "usr",
-        Family::Other => "oth",
+        Bucket::Apps => "app",
+        Bucket::Groups => "grp",
+        Bucket::GroupMembers => "mem",
+        Bucket::Users => "usr",
+        Bucket::Other => "oth",
     }
 }
 
@@ -545,7 +545,7 @@ async fn run_sync(
         None => 0,
     };
     store.close().await;
-    let requests = Family::ALL
+    let requests = Bucket::ALL
         .into_iter()
         .filter_map(|f| stats.requests_by_family.get(&f).map(|n| (f, *n)))
         .collect();

@@ -35,9 +35,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use sqlx::Row;
 
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::{Org, UserStatus};
-use writer_sync::sim::{
+use okta_sim::generate::GenSpec;
+use okta_sim::org::{Org, UserStatus};
+use okta_sim::{
     Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
 };
 use writer_sync::store::{Store, StoreUrl};
@@ -962,8 +962,8 @@ async fn crash(opts: &Opts) -> Res<()> {
 
 /// The faults a run may meet, with whether a run must still succeed.
 fn random_fault() -> (Fault, &'static str) {
-    use writer_sync::okta::limit::Family;
-    let families = [Family::Apps, Family::GroupMembers];
+    use okta_sim::Bucket;
+    let families = [Bucket::Apps, Bucket::GroupMembers];
     let family = families[fastrand::usize(..families.len())];
     let page = fastrand::u32(1..=3);
     let target = if fastrand::bool() {
@@ -1102,7 +1102,7 @@ async fn faults(opts: &Opts) -> Res<()> {
 // ---------------------------------------------------------------------------
 
 async fn large(opts: &Opts) -> Res<()> {
-    use writer_sync::sim::org::SimApp;
+    use okta_sim::org::SimApp;
     let started = Instant::now();
     let mut org = Org::new(SimApp {
         id: "0oalargeapp".into(),

@@ -32,6 +32,7 @@ pub enum Command {
     /// Recent sync runs and their outcome.
     History(HistoryArgs),
     /// Sync a built-in sample Okta org into a local SQLite file.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
 
@@ -72,6 +73,7 @@ pub struct HistoryArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// SQLite file the demo syncs into.

@@ -4,19 +4,21 @@
 //!
 //! Invariant: uses only the library's public API, the same path as
 //! `run --once` (config parsing, the Okta client, `reconcile::run_once`).
+//! Built only with the `demo` cargo feature (on by default), the one that
+//! brings the simulator (the `okta-sim` crate) into the binary.
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use okta_sim::org::Org;
+use okta_sim::{SimOptions, Simulator};
 
 use writer_sync::config::{self, ConfigEnv};
 use writer_sync::okta::OktaClient;
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
 use writer_sync::secret::Secret;
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{SimOptions, Simulator};
 use writer_sync::store::Store;
 
 /// A Writer org as it might look before the sync is installed: a team the

@@ -13,7 +13,6 @@ pub mod okta;
 pub mod reconcile;
 pub mod secret;
 pub mod server;
-pub mod sim;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 //! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
 
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::io::Write;
@@ -120,6 +121,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let (file, _) = load_config_file(&config_path, &env)?;
             check(file).await
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args.db).await.map_err(Failure::from),
     }
 }

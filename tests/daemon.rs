@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{SimHandle, SimOptions, Simulator};
+use okta_sim::org::Org;
+use okta_sim::{SimHandle, SimOptions, Simulator};
 use writer_sync::store::Store;
 
 const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");

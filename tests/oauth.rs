@@ -23,16 +23,16 @@ use ring::signature::{
 };
 use serde_json::{Map, Value, json};
 
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{
+    Bucket, Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions,
+    Simulator, Times,
+};
 use writer_sync::okta::auth::{AuthInfo, OktaAuth};
 use writer_sync::okta::error::{OAuthError, OktaError};
 use writer_sync::okta::key::PrivateKey;
-use writer_sync::okta::limit::Family;
 use writer_sync::okta::oauth::{DpopMode, OAuthConfig};
 use writer_sync::okta::{OktaClient, OktaClientConfig};
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{
-    Fault, FaultKind, FaultTarget, RequestRecord, SimHandle, SimOAuth, SimOptions, Simulator, Times,
-};
 
 const APP_ID: &str = "0oa1oauthapp00000001";
 const CLIENT_ID: &str = "0oa1serviceapp000001";
@@ -118,7 +118,7 @@ async fn start(oauth: SimOAuth) -> SimHandle {
     Simulator::start(
         org(),
         SimOptions {
-            rate_limits: writer_sync::sim::RateLimits::unlimited(),
+            rate_limits: okta_sim::RateLimits::unlimited(),
             oauth: Some(oauth),
             ..SimOptions::default()
         },
@@ -127,8 +127,12 @@ async fn start(oauth: SimOAuth) -> SimHandle {
     .unwrap()
 }
 
+/// The service app with the public half of `pem` registered (computed by
+/// the client's key loader: only the setup uses it, the simulator verifies
+/// signatures itself).
 fn sim_app(pem: &str, kid: Option<&str>) -> SimOAuth {
-    SimOAuth::for_private_key(CLIENT_ID, pem.as_bytes(), kid).unwrap()
+    let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+    SimOAuth::new(CLIENT_ID, key.public_jwk(kid))
 }
 
 struct Client {
@@ -283,7 +287,7 @@ async fn rsa_bearer_token_is_cached_and_renewed_before_it_expires() {
     }
     let token = &token_requests(&sim)[0];
     assert_eq!(token.method, "POST");
-    assert_eq!(token.family, Family::Other);
+    assert_eq!(token.family, Bucket::Other);
     assert_eq!(token.accept.as_deref(), Some("application/json"));
     assert!(token.auth_scheme.is_none(), "the assertion authenticates");
 
@@ -455,7 +459,7 @@ async fn token_endpoint_errors_are_retried_like_api_errors() {
     let sim = start(sim_app(RSA_PKCS8, None)).await;
     sim.set_faults(vec![Fault::new(
         FaultTarget {
-            family: Some(Family::Other),
+            family: Some(Bucket::Other),
             page: None,
         },
         Times::Count(2),

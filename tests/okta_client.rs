@@ -11,6 +11,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use okta_sim::generate::GenSpec;
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{
+    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator,
+    Times,
+};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use writer_sync::okta::auth::OktaAuth;
@@ -20,11 +26,6 @@ use writer_sync::okta::page::PageError;
 use writer_sync::okta::wire::{AppGroup, AppUser, Group, User};
 use writer_sync::okta::{DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig};
 use writer_sync::secret::Secret;
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{
-    Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator, Times,
-};
 
 const APP_ID: &str = "0oa1testapp000000001";
 
@@ -112,7 +113,7 @@ fn client(sim: &SimHandle) -> OktaClient {
     client_with(sim, sim.token(), ClientSettings::default())
 }
 
-fn requests_of(sim: &SimHandle, family: Family) -> Vec<writer_sync::sim::RequestRecord> {
+fn requests_of(sim: &SimHandle, family: Bucket) -> Vec<okta_sim::RequestRecord> {
     sim.requests()
         .into_iter()
         .filter(|r| r.family == family)
@@ -326,7 +327,7 @@ async fn app_users_1001_in_three_pages_every_user_once_in_order() {
             .all(|u| u.profile["writerRole"] == json!("member"))
     );
 
-    let requests = requests_of(&sim, Family::Apps);
+    let requests = requests_of(&sim, Bucket::Apps);
     assert_eq!(requests.len(), 3);
     assert_eq!(
         requests.iter().map(|r| r.page).collect::<Vec<_>>(),
@@ -441,7 +442,7 @@ async fn group_members_and_exact_name_search() {
         found.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
         [eng.as_str()]
     );
-    let search = requests_of(&sim, Family::Groups);
+    let search = requests_of(&sim, Bucket::Groups);
     assert!(
         search[0]
             .query
@@ -468,7 +469,7 @@ async fn group_members_and_exact_name_search() {
         members
     );
     // 450 members fit one page of 1,000 (Okta's default and the size asked).
-    let pages = requests_of(&sim, Family::GroupMembers);
+    let pages = requests_of(&sim, Bucket::GroupMembers);
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert!(
         pages[0].query.as_deref().unwrap().contains("limit=1000"),
@@ -578,7 +579,7 @@ async fn foreign_next_link_and_repeated_cursor_fail_the_listing() {
     let client = client(&sim);
 
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 1),
+        FaultTarget::page(Bucket::Apps, 1),
         Times::Once,
         FaultKind::ForeignNextLink,
     )]);
@@ -598,7 +599,7 @@ async fn foreign_next_link_and_repeated_cursor_fail_the_listing() {
     assert!(message.contains(sim.url().host_str().unwrap()), "{message}");
 
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 2),
+        FaultTarget::page(Bucket::Apps, 2),
         Times::Once,
         FaultKind::RepeatCursor,
     )]);
@@ -629,12 +630,12 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
     let client = client(&sim);
     sim.set_faults(vec![
         Fault::new(
-            FaultTarget::page(Family::Apps, 3),
+            FaultTarget::page(Bucket::Apps, 3),
             Times::Once,
             FaultKind::ServerError(500),
         ),
         Fault::new(
-            FaultTarget::page(Family::Apps, 2),
+            FaultTarget::page(Bucket::Apps, 2),
             Times::Count(2),
             FaultKind::ServerError(503),
         ),
@@ -644,7 +645,7 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
         users.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
         expected
     );
-    let pages: Vec<(u32, u16)> = requests_of(&sim, Family::Apps)
+    let pages: Vec<(u32, u16)> = requests_of(&sim, Bucket::Apps)
         .iter()
         .map(|r| (r.page, r.status))
         .collect();
@@ -673,7 +674,7 @@ async fn persistent_server_error_fails_the_whole_listing_within_the_budget() {
         },
     );
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 3),
+        FaultTarget::page(Bucket::Apps, 3),
         Times::Always,
         FaultKind::ServerError(500),
     )]);
@@ -685,7 +686,7 @@ async fn persistent_server_error_fails_the_whole_listing_within_the_budget() {
     assert!(elapsed <= budget, "{elapsed:?}");
     // Backoff 0.5, 1, 2, 4, 8, 16, 30 s (halved at worst by jitter) leaves
     // several attempts inside 60 s.
-    let page3: Vec<_> = requests_of(&sim, Family::Apps)
+    let page3: Vec<_> = requests_of(&sim, Bucket::Apps)
         .into_iter()
         .filter(|r| r.page == 3)
         .collect();
@@ -726,7 +727,7 @@ async fn truncated_json_is_a_decode_error_naming_the_endpoint() {
         .unwrap();
     let client = client(&sim);
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 2),
+        FaultTarget::page(Bucket::Apps, 2),
         Times::Once,
         FaultKind::TruncatedBody,
     )]);
@@ -1207,46 +1208,4 @@ async fn sample_org_through_the_client() {
         "{roles:?}"
     );
     sim.shutdown().await;
-}
-
-/// The `okta-sim` binary's contract: one JSON line on stdout once listening,
-/// then serve until SIGTERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn okta_sim_binary_prints_one_json_line_and_serves() {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_okta-sim"))
-        .args(["--sample", "--token", "00binTOKEN", "--unlimited"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(ready["token"], json!("00binTOKEN"));
-    assert_eq!(ready["users"], json!(30));
-    let app_id = ready["app_id"].as_str().unwrap().to_owned();
-
-    let client = OktaClient::new(OktaClientConfig {
-        org_url: url::Url::parse(ready["url"].as_str().unwrap()).unwrap(),
-        auth: OktaAuth::Ssws(Secret::new("00binTOKEN")),
-        requests_per_minute: NonZeroU32::new(600).unwrap(),
-        rate_limit_share: 100,
-        max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
-        request_timeout: Duration::from_secs(10),
-        retry_budget: Duration::from_secs(10),
-    })
-    .unwrap();
-    let users = client.list_app_users(&app_id).await.unwrap();
-    assert_eq!(json!(users.len()), ready["app_users"]);
-
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
 }

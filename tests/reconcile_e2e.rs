@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use writer_sync::okta::limit::Family;
-use writer_sync::sim::org::{Org, SimApp, UserStatus};
-use writer_sync::sim::{Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times};
+use okta_sim::org::{Org, SimApp, UserStatus};
+use okta_sim::{Bucket, Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
 
@@ -582,7 +581,7 @@ both_backends!(
         let w = World::new(db).await;
         let before = w.dump().await;
         w.sim.set_faults(vec![Fault::new(
-            FaultTarget::page(Family::GroupMembers, 1),
+            FaultTarget::page(Bucket::GroupMembers, 1),
             Times::Always,
             FaultKind::TruncatedBody,
         )]);

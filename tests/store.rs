@@ -669,13 +669,13 @@ async fn apply_100k_first_sync_timing() {
     use std::num::NonZeroUsize;
     use std::time::{Duration, Instant};
 
+    use okta_sim::generate::GenSpec;
+    use okta_sim::org::Org;
+    use okta_sim::{RateLimits, SimOptions, Simulator};
     use writer_sync::okta::auth::OktaAuth;
     use writer_sync::okta::{OktaClient, OktaClientConfig};
     use writer_sync::reconcile::{observe, plan};
     use writer_sync::secret::Secret;
-    use writer_sync::sim::generate::GenSpec;
-    use writer_sync::sim::org::Org;
-    use writer_sync::sim::{RateLimits, SimOptions, Simulator};
 
     let sim = Simulator::start(
         // Every user assigned directly too, so nearly all 100,000 are in

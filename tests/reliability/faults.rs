@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use writer_sync::okta::limit::Family;
-use writer_sync::reconcile::report::Status;
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{
-    Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
+use okta_sim::generate::GenSpec;
+use okta_sim::org::Org;
+use okta_sim::{
+    Bucket, Fault, FaultKind, FaultTarget, RateLimits, SimHandle, SimOptions, Simulator, Times,
 };
+use writer_sync::reconcile::report::Status;
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 
@@ -78,13 +77,13 @@ fn cases() -> Vec<Case> {
             name: "5xx burst on two listings",
             faults: vec![
                 f(
-                    page(Family::Apps, 2),
+                    page(Bucket::Apps, 2),
                     Times::Count(3),
                     FaultKind::ServerError(500),
                 ),
                 f(
                     FaultTarget {
-                        family: Some(Family::GroupMembers),
+                        family: Some(Bucket::GroupMembers),
                         page: None,
                     },
                     Times::Count(2),
@@ -97,7 +96,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "5xx on every attempt",
             faults: vec![f(
-                page(Family::Apps, 2),
+                page(Bucket::Apps, 2),
                 Times::Always,
                 FaultKind::ServerError(502),
             )],
@@ -113,7 +112,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "429 on every attempt",
             faults: vec![f(
-                page(Family::GroupMembers, 1),
+                page(Bucket::GroupMembers, 1),
                 Times::Always,
                 FaultKind::RateLimited,
             )],
@@ -129,7 +128,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "connection reset mid-response, twice",
             faults: vec![f(
-                page(Family::Apps, 2),
+                page(Bucket::Apps, 2),
                 Times::Count(2),
                 FaultKind::ConnectionReset,
             )],
@@ -139,7 +138,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "connection reset on every attempt",
             faults: vec![f(
-                page(Family::GroupMembers, 2),
+                page(Bucket::GroupMembers, 2),
                 Times::Always,
                 FaultKind::ConnectionReset,
             )],
@@ -149,7 +148,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "one response slower than the request timeout",
             faults: vec![f(
-                page(Family::Apps, 3),
+                page(Bucket::Apps, 3),
                 Times::Once,
                 FaultKind::Slow(Duration::from_secs(4)),
             )],
@@ -159,7 +158,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "every response slower than the request timeout",
             faults: vec![f(
-                page(Family::Apps, 1),
+                page(Bucket::Apps, 1),
                 Times::Always,
                 FaultKind::Slow(Duration::from_secs(4)),
             )],
@@ -169,7 +168,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "truncated JSON body",
             faults: vec![f(
-                page(Family::Apps, 2),
+                page(Bucket::Apps, 2),
                 Times::Once,
                 FaultKind::TruncatedBody,
             )],
@@ -179,7 +178,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "next link to another host",
             faults: vec![f(
-                page(Family::Apps, 1),
+                page(Bucket::Apps, 1),
                 Times::Once,
                 FaultKind::ForeignNextLink,
             )],
@@ -189,7 +188,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "page repeating the previous cursor",
             faults: vec![f(
-                page(Family::GroupMembers, 2),
+                page(Bucket::GroupMembers, 2),
                 Times::Once,
                 FaultKind::RepeatCursor,
             )],
@@ -200,23 +199,23 @@ fn cases() -> Vec<Case> {
             name: "one of each retried fault",
             faults: vec![
                 f(
-                    page(Family::Apps, 1),
+                    page(Bucket::Apps, 1),
                     Times::Once,
                     FaultKind::ServerError(500),
                 ),
-                f(page(Family::Apps, 2), Times::Once, FaultKind::RateLimited),
+                f(page(Bucket::Apps, 2), Times::Once, FaultKind::RateLimited),
                 f(
-                    page(Family::Apps, 3),
+                    page(Bucket::Apps, 3),
                     Times::Once,
                     FaultKind::ConnectionReset,
                 ),
                 f(
-                    page(Family::GroupMembers, 1),
+                    page(Bucket::GroupMembers, 1),
                     Times::Once,
                     FaultKind::Slow(Duration::from_secs(4)),
                 ),
                 f(
-                    page(Family::GroupMembers, 2),
+                    page(Bucket::GroupMembers, 2),
                     Times::Once,
                     FaultKind::ConcurrencyLimited,
                 ),
@@ -370,7 +369,7 @@ async fn the_binary_fails_fast_on_a_permanent_fault_and_prints_one_report() {
         0o600,
     );
     sim.set_faults(vec![Fault::new(
-        FaultTarget::page(Family::Apps, 1),
+        FaultTarget::page(Bucket::Apps, 1),
         Times::Always,
         FaultKind::RepeatCursor,
     )]);

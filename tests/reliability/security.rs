@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use okta_sim::org::Org;
+use okta_sim::{SimOptions, Simulator};
 use writer_sync::okta::auth::OktaAuth;
 use writer_sync::okta::{OktaClient, OktaClientConfig};
 use writer_sync::secret::Secret;
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{SimOptions, Simulator};
 
 use crate::{common, config_text};
 

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::Connection;
 
+use okta_sim::generate::GenSpec;
+use okta_sim::org::Org;
+use okta_sim::{RateLimits, SimHandle, SimOptions, Simulator};
 use writer_sync::reconcile::apply::BATCH;
 use writer_sync::reconcile::report::Status;
 use writer_sync::reconcile::txorder;
 use writer_sync::reconcile::{RunOptions, Trigger, run_once};
-use writer_sync::sim::generate::GenSpec;
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{RateLimits, SimHandle, SimOptions, Simulator};
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 

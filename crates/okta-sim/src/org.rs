@@ -19,6 +19,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::hash::mix;
+use crate::profile::user_profile;
+
 /// An Okta id (`00u…`, `00g…`), shared between the maps that index it.
 pub type Id = Arc<str>;
 
@@ -307,7 +310,7 @@ impl Org {
 
     pub(crate) fn render_profile(&self, profile: &Profile) -> Map<String, Value> {
         match profile {
-            Profile::Generated(n) => crate::sim::generate::user_profile(self.seed, *n),
+            Profile::Generated(n) => user_profile(self.seed, *n),
             Profile::Stored(map) => (**map).clone(),
         }
     }
@@ -374,7 +377,7 @@ impl Org {
             .get_mut(user_id)
             .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
         if let Profile::Generated(n) = user.profile {
-            user.profile = Profile::Stored(Box::new(crate::sim::generate::user_profile(seed, n)));
+            user.profile = Profile::Stored(Box::new(user_profile(seed, n)));
         }
         if let Profile::Stored(map) = &mut user.profile {
             if value.is_null() {
@@ -688,7 +691,7 @@ pub(crate) fn okta_like_id(prefix: &str, seed: u64, serial: u64) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut id = String::with_capacity(prefix.len() + 17);
     id.push_str(prefix);
-    let mut hash = crate::sim::generate::mix(seed ^ serial.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut hash = mix(seed ^ serial.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     for _ in 0..7 {
         id.push(char::from(ALPHABET[(hash % 62) as usize]));
         hash /= 62;
@@ -705,9 +708,7 @@ pub(crate) fn okta_like_id(prefix: &str, seed: u64, serial: u64) -> String {
 
 /// A stable, plausible timestamp per object.
 fn timestamp(seed: u64, id: &str) -> String {
-    let hash = id
-        .bytes()
-        .fold(seed, |acc, b| crate::sim::generate::mix(acc ^ u64::from(b)));
+    let hash = id.bytes().fold(seed, |acc, b| mix(acc ^ u64::from(b)));
     let minutes = hash % (3 * 365 * 24 * 60);
     let base = chrono::DateTime::from_timestamp(1_640_995_200, 0).unwrap_or_default();
     (base + chrono::Duration::minutes(minutes as i64))

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
+use okta_sim::generate::{GenSpec, GroupSizes};
+use okta_sim::org::Org;
+use okta_sim::{RateLimits, SimOptions, Simulator};
 use tracing_subscriber::EnvFilter;
-use writer_sync::sim::generate::{GenSpec, GroupSizes};
-use writer_sync::sim::org::Org;
-use writer_sync::sim::{RateLimits, SimOptions, Simulator};
 
 /// A simulated Okta org serving the management API endpoints writer-sync reads.
 #[derive(Debug, Parser)]

@@ -2,7 +2,7 @@
 //! faults, routing, pagination and Okta-shaped responses.
 //!
 //! Invariant: every response carries `X-Okta-Request-Id` and `Date`; every
-//! response past authentication carries the family window's
+//! response past authentication carries the bucket window's
 //! `X-Rate-Limit-Limit/-Remaining/-Reset`; every error body has Okta's shape
 //! (OAuth's `{error, error_description}` on the token endpoint).
 
@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::okta::limit::Family;
-use crate::sim::filter::{self, Expr};
-use crate::sim::generate::mix;
-use crate::sim::oauth::{self, OAuthState};
-use crate::sim::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
-use crate::sim::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
+use crate::bucket::Bucket;
+use crate::filter::{self, Expr};
+use crate::hash::mix;
+use crate::oauth::{self, OAuthState};
+use crate::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
+use crate::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
 
 /// Requests kept in the log.
 const LOG_CAPACITY: usize = 100_000;
@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     pub(crate) token: String,
     base: Url,
     clock: SimClock,
-    pub(crate) windows: Mutex<BTreeMap<Family, Window>>,
+    pub(crate) windows: Mutex<BTreeMap<Bucket, Window>>,
     pub(crate) log: Mutex<VecDeque<RequestRecord>>,
     pub(crate) stats: Mutex<SimStats>,
     pub(crate) oauth: Mutex<OAuthState>,
@@ -59,13 +59,13 @@ impl Config {
     /// whose kind `wanted` accepts.
     fn fire(
         &mut self,
-        family: Family,
+        bucket: Bucket,
         page: u32,
         wanted: impl Fn(FaultKind) -> bool,
     ) -> Option<FaultKind> {
         for (fault, fired) in &mut self.faults {
             let target = fault.target;
-            let matches = target.family.is_none_or(|f| f == family)
+            let matches = target.family.is_none_or(|b| b == bucket)
                 && target.page.is_none_or(|p| p == page)
                 && wanted(fault.kind);
             let left = match fault.times {
@@ -111,7 +111,7 @@ impl SimClock {
     }
 }
 
-/// One family's fixed window: it starts with the first request after the
+/// One bucket's fixed window: it starts with the first request after the
 /// previous one ended (Okta's windows are not aligned to the minute).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
@@ -190,7 +190,7 @@ struct Ctx<'a> {
     path: &'a str,
     query: Option<&'a str>,
     params: Vec<(String, String)>,
-    family: Family,
+    bucket: Bucket,
     page: u32,
     /// Whether the `Authorization` header carried the right SSWS token.
     authorized: bool,
@@ -317,7 +317,7 @@ impl Shared {
     }
 
     /// `POST /oauth2/v1/token`: faults and the rate window apply as to API
-    /// requests (family `other`).
+    /// requests (bucket `other`).
     async fn token_endpoint(&self, ctx: &Ctx<'_>) -> Reply {
         let Some(config) = lock(&self.config).options.oauth.clone() else {
             return Reply::error(
@@ -338,7 +338,7 @@ impl Shared {
         if let Some(reply) = self.injected_fault(ctx).await {
             return reply;
         }
-        let rate = match self.admit(ctx.family) {
+        let rate = match self.admit(ctx.bucket) {
             Ok(rate) => rate,
             Err(rate) => return self.rate_limited(ctx, rate),
         };
@@ -366,7 +366,7 @@ impl Shared {
     /// again), or an error reply.
     async fn injected_fault(&self, ctx: &Ctx<'_>) -> Option<Reply> {
         loop {
-            let fault = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
+            let fault = lock(&self.config).fire(ctx.bucket, ctx.page, |kind| {
                 matches!(
                     kind,
                     FaultKind::ServerError(_)
@@ -387,11 +387,11 @@ impl Shared {
                         ("E0000009", "Internal Server Error")
                     };
                     let mut reply = Reply::error(status, code, summary, ctx.serial);
-                    reply.rate = Some(self.peek_window(ctx.family));
+                    reply.rate = Some(self.peek_window(ctx.bucket));
                     return Some(reply);
                 }
                 Some(FaultKind::RateLimited) => {
-                    let mut rate = self.peek_window(ctx.family);
+                    let mut rate = self.peek_window(ctx.bucket);
                     rate.remaining = 0;
                     return Some(self.rate_limited(ctx, rate));
                 }
@@ -429,7 +429,7 @@ impl Shared {
         if let Some(reply) = self.injected_fault(ctx).await {
             return reply;
         }
-        let rate = match self.admit(ctx.family) {
+        let rate = match self.admit(ctx.bucket) {
             Ok(rate) => rate,
             Err(rate) => return self.rate_limited(ctx, rate),
         };
@@ -444,7 +444,7 @@ impl Shared {
                 let mut reply = Reply::json(StatusCode::OK, &Value::Array(items));
                 let self_url = self.absolute(ctx.path, ctx.query);
                 let mut next_url = next.map(|cursor| self.next_url(ctx, &cursor));
-                let post = lock(&self.config).fire(ctx.family, ctx.page, |kind| {
+                let post = lock(&self.config).fire(ctx.bucket, ctx.page, |kind| {
                     matches!(
                         kind,
                         FaultKind::TruncatedBody
@@ -501,18 +501,18 @@ impl Shared {
         reply
     }
 
-    /// Counts a request against its family's window, or refuses it.
-    fn admit(&self, family: Family) -> Result<RateHeaders, RateHeaders> {
+    /// Counts a request against its bucket's window, or refuses it.
+    fn admit(&self, bucket: Bucket) -> Result<RateHeaders, RateHeaders> {
         let (limit, length) = {
             let config = lock(&self.config);
             (
-                config.options.rate_limits.limit(family),
+                config.options.rate_limits.limit(bucket),
                 config.options.rate_limits.window,
             )
         };
         let now = Instant::now();
         let mut windows = lock(&self.windows);
-        let window = windows.entry(family).or_insert(Window {
+        let window = windows.entry(bucket).or_insert(Window {
             started: now,
             count: 0,
         });
@@ -538,18 +538,18 @@ impl Shared {
         })
     }
 
-    /// The family window's headers without counting a request.
-    fn peek_window(&self, family: Family) -> RateHeaders {
+    /// The bucket window's headers without counting a request.
+    fn peek_window(&self, bucket: Bucket) -> RateHeaders {
         let (limit, length) = {
             let config = lock(&self.config);
             (
-                config.options.rate_limits.limit(family),
+                config.options.rate_limits.limit(bucket),
                 config.options.rate_limits.window,
             )
         };
         let now = Instant::now();
         let windows = lock(&self.windows);
-        match windows.get(&family) {
+        match windows.get(&bucket) {
             Some(window) if now < window.started + length => RateHeaders {
                 limit,
                 remaining: limit.saturating_sub(window.count),
@@ -833,7 +833,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
                 .collect()
         })
         .unwrap_or_default();
-    let family = Family::of_path(&path);
+    let bucket = Bucket::of_path(&path);
     let page = match params.iter().find(|(key, _)| key == "after") {
         None => 1,
         Some((_, cursor)) => decode_cursor(cursor).map_or(0, |(page, _)| page + 1),
@@ -847,7 +847,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         path: &path,
         query: query.as_deref(),
         params,
-        family,
+        bucket,
         page,
         authorized,
         concurrent,
@@ -868,7 +868,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         method: parts.method.to_string(),
         path: path.clone(),
         query: query.clone(),
-        family,
+        family: bucket,
         page,
         status: reply.status.as_u16(),
         authorized: authorized || reply.authorized,
@@ -890,10 +890,10 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
     {
         let mut stats = lock(&shared.stats);
         stats.requests += 1;
-        *stats.requests_by_family.entry(family).or_default() += 1;
+        *stats.requests_by_family.entry(bucket).or_default() += 1;
         if reply.status == StatusCode::TOO_MANY_REQUESTS {
             stats.rate_limited += 1;
-            *stats.rate_limited_by_family.entry(family).or_default() += 1;
+            *stats.rate_limited_by_family.entry(bucket).or_default() += 1;
         }
     }
     {

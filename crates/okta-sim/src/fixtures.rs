@@ -1,4 +1,5 @@
-//! Orgs built from the recorded Okta responses in `tests/fixtures/okta`.
+//! Orgs built from the recorded Okta responses in the repository's
+//! `tests/fixtures/okta` (writer-sync's tests read them too).
 //!
 //! Invariant: deterministic. The recordings hold users, groups and one
 //! recorded group membership but no app, so the app assignment is a fixed
@@ -8,14 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::org::{Id, Org, OrgError, Profile, SimApp, SimGroup, UserStatus};
+use crate::org::{Id, Org, OrgError, Profile, SimApp, SimGroup, UserStatus};
 
 /// The app of fixture-based orgs (and of [`Org::sample`]).
 pub const FIXTURE_APP_ID: &str = "0oa1writer0fix0app01";
 
-const USERS_HAR: &str = include_str!("../../tests/fixtures/okta/list-users.har");
-const GROUPS_HAR: &str = include_str!("../../tests/fixtures/okta/list-groups.har");
-const GROUP_OPS_HAR: &str = include_str!("../../tests/fixtures/okta/group-user-operations.har");
+const USERS_HAR: &str = include_str!("../../../tests/fixtures/okta/list-users.har");
+const GROUPS_HAR: &str = include_str!("../../../tests/fixtures/okta/list-groups.har");
+const GROUP_OPS_HAR: &str = include_str!("../../../tests/fixtures/okta/group-user-operations.har");
 
 /// The recorded groups the assignment plan uses (all `OKTA_GROUP`).
 const ADMINS: &str = "Admin Users Group";
@@ -341,7 +342,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::sim::org::Scope;
+    use crate::org::Scope;
 
     #[test]
     fn fixture_org_has_every_recorded_user_and_group() {

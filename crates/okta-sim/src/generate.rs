@@ -2,11 +2,13 @@
 //!
 //! Invariant: everything is a pure function of (seed, number), so the same
 //! [`GenSpec`] always yields the same org, and user profiles need not be
-//! stored: [`user_profile`] renders them on demand.
+//! stored: the org renders them on demand (`profile.rs`).
 
 use serde_json::{Map, Value, json};
 
-use crate::sim::org::{GroupAssignment, Id, Org, Profile, SimApp, SimGroup, UserStatus};
+use crate::hash::draw;
+use crate::org::{GroupAssignment, Id, Org, Profile, SimApp, SimGroup, UserStatus};
+use crate::profile::{DEPARTMENTS, user_email, user_profile};
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,126 +72,11 @@ impl GenSpec {
 /// The app of generated orgs.
 pub const GENERATED_APP_ID: &str = "0oa1writer0gen0app01";
 
-const FIRST_NAMES: [&str; 48] = [
-    "Ada", "Alan", "Amara", "Ana", "Arjun", "Ben", "Bianca", "Carlos", "Chen", "Chloe", "Daniel",
-    "Diego", "Elena", "Emeka", "Fatima", "Grace", "Hana", "Hugo", "Ines", "Ivan", "Jamal", "Julia",
-    "Kenji", "Lara", "Leon", "Lucia", "Maria", "Mateo", "Mei", "Nadia", "Noah", "Olga", "Omar",
-    "Priya", "Rafael", "Rosa", "Sami", "Sara", "Sofia", "Tariq", "Theo", "Uma", "Victor", "Wei",
-    "Yara", "Yusuf", "Zoe", "Zheng",
-];
-
-const LAST_NAMES: [&str; 48] = [
-    "Adeyemi", "Alvarez", "Andersen", "Bauer", "Becker", "Brown", "Chen", "Cohen", "Costa",
-    "Dubois", "Eriksson", "Fischer", "Garcia", "Gomez", "Hansen", "Ito", "Jansen", "Kim",
-    "Kowalski", "Kumar", "Laurent", "Lee", "Lopez", "Martin", "Meyer", "Moreau", "Nakamura",
-    "Nguyen", "Novak", "Okafor", "Olsen", "Patel", "Perez", "Rossi", "Sato", "Schmidt", "Silva",
-    "Singh", "Smith", "Suzuki", "Tanaka", "Taylor", "Wagner", "Wang", "Weber", "Wilson", "Yilmaz",
-    "Zhang",
-];
-
-const DEPARTMENTS: [&str; 24] = [
-    "Engineering",
-    "Sales",
-    "Marketing",
-    "Finance",
-    "Legal",
-    "Support",
-    "Product",
-    "Design",
-    "Operations",
-    "People",
-    "Security",
-    "Data",
-    "Research",
-    "Customer Success",
-    "IT",
-    "Partnerships",
-    "Procurement",
-    "Facilities",
-    "Communications",
-    "Platform",
-    "Infrastructure",
-    "Mobile",
-    "Growth",
-    "Quality",
-];
-
 const REGIONS: [&str; 6] = ["EMEA", "AMER", "APAC", "Berlin", "Austin", "Tokyo"];
-
-/// splitmix64 finalizer: a cheap, well-mixed hash of a 64-bit value.
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// Hash of (seed, n, salt): one independent random stream per purpose.
-fn draw(seed: u64, n: u64, salt: u64) -> u64 {
-    mix(mix(seed ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93)) ^ n)
-}
 
 /// A uniform sample in `[0, 1)`.
 fn unit(seed: u64, n: u64, salt: u64) -> f64 {
     (draw(seed, n, salt) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn user_names(seed: u64, n: u32) -> (&'static str, &'static str) {
-    let h = draw(seed, u64::from(n), 1);
-    (
-        FIRST_NAMES[(h % 48) as usize],
-        LAST_NAMES[((h >> 16) % 48) as usize],
-    )
-}
-
-/// The email of generated user `n`: unique ignoring case (the number is part
-/// of it), occasionally with capitals as people type them.
-fn user_email(seed: u64, n: u32) -> String {
-    let (first, last) = user_names(seed, n);
-    let h = draw(seed, u64::from(n), 2);
-    if h.is_multiple_of(25) {
-        format!("{first}.{last}{n}@Example.com")
-    } else {
-        format!(
-            "{}.{}{n}@example.com",
-            first.to_lowercase(),
-            last.to_lowercase()
-        )
-    }
-}
-
-/// The profile of generated user `n`, as Okta would send it. A `writerRole`
-/// sits in the *user* profile of about 5 % of users (for
-/// `sync.role_source = "user"`); app-profile roles are set by assignment.
-pub(crate) fn user_profile(seed: u64, n: u32) -> Map<String, Value> {
-    let (first, last) = user_names(seed, n);
-    let email = user_email(seed, n);
-    let h = draw(seed, u64::from(n), 3);
-    let mut profile = Map::new();
-    profile.insert("login".into(), json!(email.to_lowercase()));
-    profile.insert("email".into(), json!(email));
-    profile.insert("firstName".into(), json!(first));
-    profile.insert("lastName".into(), json!(last));
-    profile.insert("secondEmail".into(), Value::Null);
-    profile.insert("mobilePhone".into(), Value::Null);
-    if h.is_multiple_of(5) {
-        profile.insert("displayName".into(), json!(format!("{first} {last}")));
-    }
-    profile.insert(
-        "department".into(),
-        json!(DEPARTMENTS[((h >> 8) % DEPARTMENTS.len() as u64) as usize]),
-    );
-    profile.insert("employeeNumber".into(), json!(format!("E{n:07}")));
-    match (h >> 20) % 40 {
-        0 => {
-            profile.insert("writerRole".into(), json!("admin"));
-        }
-        1 => {
-            profile.insert("writerRole".into(), json!("member"));
-        }
-        _ => {}
-    }
-    profile
 }
 
 fn status_of(seed: u64, n: u32) -> UserStatus {

@@ -68,18 +68,6 @@ impl SimOAuth {
             clock_skew: Duration::from_secs(10),
         }
     }
-
-    /// A test convenience: the app with the public half of a PEM private
-    /// key (parsed by writer-sync's key loader; only the setup uses it,
-    /// verification is the simulator's own).
-    pub fn for_private_key(
-        client_id: impl Into<String>,
-        pem: &[u8],
-        kid: Option<&str>,
-    ) -> Result<SimOAuth, crate::okta::key::KeyError> {
-        let key = crate::okta::key::PrivateKey::from_pem(pem)?;
-        Ok(SimOAuth::new(client_id, key.public_jwk(kid)))
-    }
 }
 
 /// Tokens issued, replay caches and the DPoP nonce.

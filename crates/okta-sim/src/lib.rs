@@ -1,18 +1,24 @@
 //! An in-process Okta simulator: an axum server over an in-memory [`Org`],
 //! speaking the slice of the management API the sync reads, with Okta's
 //! pagination, rate-limit headers, error bodies and injectable faults.
-//! Used by tests, `writer-sync demo` and benchmarks (`src/bin/okta-sim.rs`).
+//! Used by writer-sync's tests, `writer-sync demo` and benchmarks, and as a
+//! process by the `okta-sim` binary (`src/main.rs`).
 //!
-//! Invariant: the simulator never shares code with the client's parsing: it
-//! builds Okta-shaped JSON and headers itself, so tests of the client against
-//! it check the client, not a mirror of it. Time comes from tokio's clock
+//! Invariant: the simulator shares no code with the client (it does not
+//! depend on writer-sync at all): it builds Okta-shaped JSON and headers
+//! itself, verifies OAuth assertions itself and files requests into rate-limit
+//! windows by its own [`Bucket`] table, so tests of the client against it
+//! check the client, not a mirror of it. Time comes from tokio's clock
 //! (windows, latency, `Date`), so paused-time tests stay exact.
 
+mod bucket;
 mod filter;
 pub mod fixtures;
 pub mod generate;
+mod hash;
 pub mod oauth;
 pub mod org;
+mod profile;
 mod server;
 
 use std::collections::BTreeMap;
@@ -24,15 +30,16 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::okta::limit::Family;
-pub use crate::sim::oauth::SimOAuth;
-use crate::sim::org::Org;
+pub use crate::bucket::Bucket;
+pub use crate::oauth::SimOAuth;
+use crate::org::Org;
 
-/// Requests per window per family. Defaults are Okta's last published
+/// Requests per window per [`Bucket`]. Defaults are Okta's last published
 /// org-wide per-minute limits (Workforce Identity): a single token may by
 /// default use only 50 % of them, so set them to half to model one token's
-/// share. `/api/v1/groups/{id}/users` has no published bucket; it gets the
-/// "most other endpoints" limit.
+/// share. `/api/v1/groups/{id}/users` has no published limit of its own
+/// here; it gets the "most other endpoints" limit (see [`Bucket`] for how
+/// the buckets differ from Okta's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
     pub apps: u32,
@@ -56,7 +63,7 @@ impl RateLimits {
         }
     }
 
-    /// The same limit for every family.
+    /// The same limit for every bucket.
     pub fn uniform(limit: u32, window: Duration) -> RateLimits {
         RateLimits {
             apps: limit,
@@ -73,13 +80,13 @@ impl RateLimits {
         RateLimits::uniform(u32::MAX, Duration::from_secs(60))
     }
 
-    pub fn limit(&self, family: Family) -> u32 {
-        match family {
-            Family::Apps => self.apps,
-            Family::Groups => self.groups,
-            Family::GroupMembers => self.group_members,
-            Family::Users => self.users,
-            Family::Other => self.other,
+    pub fn limit(&self, bucket: Bucket) -> u32 {
+        match bucket {
+            Bucket::Apps => self.apps,
+            Bucket::Groups => self.groups,
+            Bucket::GroupMembers => self.group_members,
+            Bucket::Users => self.users,
+            Bucket::Other => self.other,
         }
     }
 }
@@ -102,8 +109,8 @@ pub enum LinkStyle {
 /// Which requests a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FaultTarget {
-    /// Only this family (`None`: any).
-    pub family: Option<Family>,
+    /// Only this bucket (`None`: any).
+    pub family: Option<Bucket>,
     /// Only this page of a listing, 1-based (`None`: any request).
     pub page: Option<u32>,
 }
@@ -116,9 +123,9 @@ impl FaultTarget {
         }
     }
 
-    pub fn page(family: Family, page: u32) -> FaultTarget {
+    pub fn page(bucket: Bucket, page: u32) -> FaultTarget {
         FaultTarget {
-            family: Some(family),
+            family: Some(bucket),
             page: Some(page),
         }
     }
@@ -138,7 +145,7 @@ pub enum FaultKind {
     /// Answer with this 5xx status and an Okta error body (503 → E0000010,
     /// else E0000009).
     ServerError(u16),
-    /// 429 E0000047 with the family window's real headers, remaining 0.
+    /// 429 E0000047 with the bucket window's real headers, remaining 0.
     RateLimited,
     /// 429 as for a concurrency limit: `X-Rate-Limit-Limit: 0`.
     ConcurrencyLimited,
@@ -173,7 +180,7 @@ impl Fault {
         }
     }
 
-    /// The next `count` requests (any family) get 429.
+    /// The next `count` requests (any bucket) get 429.
     pub fn rate_limit_storm(count: u32) -> Fault {
         Fault::new(
             FaultTarget::any(),
@@ -236,7 +243,8 @@ pub struct RequestRecord {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    pub family: Family,
+    /// The rate-limit bucket the request counted against.
+    pub family: Bucket,
     /// 1-based page of a listing (1 without a cursor).
     pub page: u32,
     pub status: u16,
@@ -259,10 +267,11 @@ pub struct RequestRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SimStats {
     pub requests: u64,
-    pub requests_by_family: BTreeMap<Family, u64>,
+    /// Requests per rate-limit bucket.
+    pub requests_by_family: BTreeMap<Bucket, u64>,
     /// 429 responses (rate limit, storms and concurrency).
     pub rate_limited: u64,
-    pub rate_limited_by_family: BTreeMap<Family, u64>,
+    pub rate_limited_by_family: BTreeMap<Bucket, u64>,
 }
 
 /// Errors starting the simulator.
