@@ -10,10 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::{OktaState, OktaUser, Policy, Role, StoreState, StoreTeam, StoreUser};
 use crate::reconcile::plan::Planner;
-use crate::reconcile::plan::users::OktaEntry;
-use crate::reconcile::plan::values::{
-    UnknownRole, Wanted, email_key, is_active_status, normalize_role, usable_values,
-};
+use crate::reconcile::plan::values::{OktaEntry, email_key};
 
 /// A fixed multiply-rotate hasher (no random seed: the planner reads no
 /// randomness). Inputs are Okta ids, emails and store ids, not attacker
@@ -230,24 +227,7 @@ impl<'a> Planner<'a> {
         raw.dedup_by(|later, earlier| later.1.id == earlier.1.id);
         let entries: Vec<OktaEntry<'a>> = raw
             .into_iter()
-            .map(|(_, user)| {
-                let (role, unknown_role) = match normalize_role(user.role.as_deref()) {
-                    Ok(role) => (role, false),
-                    Err(_) => (UnknownRole::FALLBACK, true),
-                };
-                let (wanted, unusable) = match usable_values(user) {
-                    Ok(email) => (Some(Wanted::new(user, email)), None),
-                    Err(why) => (None, Some(why)),
-                };
-                OktaEntry {
-                    user,
-                    active: is_active_status(&user.status),
-                    wanted,
-                    unusable,
-                    role,
-                    unknown_role,
-                }
-            })
+            .map(|(_, user)| OktaEntry::new(user))
             .collect();
         let mut okta_idx = map_with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {

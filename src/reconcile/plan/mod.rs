@@ -77,7 +77,8 @@ use crate::model::{
     Finding, OktaState, Plan, Policy, Role, Severity, StoreState, StoreTeam, StoreUser,
 };
 use crate::reconcile::plan::index::{Holders, IdIndex, Map};
-use crate::reconcile::plan::users::{OktaEntry, Target};
+use crate::reconcile::plan::users::Target;
+use crate::reconcile::plan::values::OktaEntry;
 
 /// Plans the changes that make `store` follow `okta` (SPEC §1). Pure and
 /// deterministic; see the module documentation for the decisions it makes.

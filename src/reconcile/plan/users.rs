@@ -7,21 +7,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use crate::model::{DeactivationReason, OktaUser, Role};
+use crate::model::DeactivationReason;
 use crate::reconcile::plan::index::{Holders, Map, Set, add_holder, map_with_capacity};
-use crate::reconcile::plan::values::{Unusable, Wanted};
-use crate::reconcile::plan::{Planner, join};
 
-/// One distinct in-scope Okta user, with what the planner derives from it.
-pub(super) struct OktaEntry<'a> {
-    pub(super) user: &'a OktaUser,
-    pub(super) active: bool,
-    /// `None` when the email or a name is not usable (`unusable` says why).
-    pub(super) wanted: Option<Wanted<'a>>,
-    pub(super) unusable: Option<Unusable>,
-    pub(super) role: Role,
-    pub(super) unknown_role: bool,
-}
+use crate::reconcile::plan::{Planner, join};
 
 /// Which Writer user an active, not skipped Okta user ends up linked to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

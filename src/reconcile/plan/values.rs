@@ -1,7 +1,8 @@
 //! The value rules: which Okta statuses are active (SPEC §1.1), how a role
 //! attribute value reads (§1.4), what a usable email is and its identity key
-//! (§1.2), and the attributes a Writer user should have (email, names,
-//! display name). Pure functions of one value each.
+//! (§1.2, §9), and the attributes a Writer user should have (email, names,
+//! display name): pure functions of one value each, and [`OktaEntry`], what
+//! they make of one Okta user.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -308,6 +309,40 @@ impl<'a> Wanted<'a> {
             && u.first_name == self.first
             && u.last_name == self.last
             && self.display().is(&u.display_name)
+    }
+}
+
+/// One distinct in-scope Okta user, with what the planner derives from it.
+pub(super) struct OktaEntry<'a> {
+    pub(super) user: &'a OktaUser,
+    pub(super) active: bool,
+    /// `None` when the email or a name is not usable (`unusable` says why).
+    pub(super) wanted: Option<Wanted<'a>>,
+    pub(super) unusable: Option<Unusable>,
+    pub(super) role: Role,
+    pub(super) unknown_role: bool,
+}
+
+impl<'a> OktaEntry<'a> {
+    /// What the value rules make of one Okta user: active or not, the Writer
+    /// user it wants (or why it is skipped), its role.
+    pub(super) fn new(user: &'a OktaUser) -> Self {
+        let (role, unknown_role) = match normalize_role(user.role.as_deref()) {
+            Ok(role) => (role, false),
+            Err(_) => (UnknownRole::FALLBACK, true),
+        };
+        let (wanted, unusable) = match usable_values(user) {
+            Ok(email) => (Some(Wanted::new(user, email)), None),
+            Err(why) => (None, Some(why)),
+        };
+        OktaEntry {
+            user,
+            active: is_active_status(&user.status),
+            wanted,
+            unusable,
+            role,
+            unknown_role,
+        }
     }
 }
 
