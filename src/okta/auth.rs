@@ -14,10 +14,11 @@ use std::sync::Arc;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use crate::okta::OktaClient;
 use crate::okta::error::{Endpoint, Failure, OAuthError, OktaError, required_scope};
 use crate::okta::limit::Family;
 use crate::okta::oauth::{AccessToken, OAuthConfig, TokenInfo, TokenManager};
-use crate::okta::{Attempt, OktaClient};
+use crate::okta::request::Attempt;
 use crate::secret::Secret;
 
 /// How the client authenticates.

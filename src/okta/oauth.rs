@@ -27,7 +27,8 @@ use crate::okta::error::{Endpoint, Failure, OAuthError, OktaError, required_scop
 use crate::okta::jwt::{self, DpopKey};
 use crate::okta::key::PrivateKey;
 use crate::okta::limit::{Family, parse_http_date};
-use crate::okta::{Attempt, Call, Fetched, OktaClient, lock};
+use crate::okta::request::{Attempt, Call, Fetched};
+use crate::okta::{OktaClient, lock};
 use crate::secret::Secret;
 
 /// Scopes requested when `okta.oauth.scopes` is not set: what the sync reads.
