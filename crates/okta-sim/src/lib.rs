@@ -19,6 +19,7 @@ mod hash;
 pub mod oauth;
 pub mod org;
 mod profile;
+mod routes;
 mod server;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! The simulator's request handling: authentication, rate-limit windows,
-//! faults, routing, pagination and Okta-shaped responses.
+//! faults, and the response envelope. What each path answers is
+//! `routes.rs`.
 //!
 //! Invariant: every response carries `X-Okta-Request-Id` and `Date`; every
 //! response past authentication carries the bucket window's
@@ -7,7 +8,6 @@
 //! (OAuth's `{error, error_description}` on the token endpoint).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,10 +21,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::bucket::Bucket;
-use crate::filter::{self, Expr};
 use crate::hash::mix;
 use crate::oauth::{self, OAuthState};
-use crate::org::{Id, Org, SimGroup, SimUser, UserStatus, okta_like_id};
+use crate::org::{Org, okta_like_id};
+use crate::routes::decode_cursor;
 use crate::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
 
 /// Requests kept in the log.
@@ -34,14 +34,14 @@ pub(crate) struct Shared {
     pub(crate) org: Mutex<Org>,
     pub(crate) config: Mutex<Config>,
     pub(crate) token: String,
-    base: Url,
-    clock: SimClock,
+    pub(crate) base: Url,
+    pub(crate) clock: SimClock,
     pub(crate) windows: Mutex<BTreeMap<Bucket, Window>>,
     pub(crate) log: Mutex<VecDeque<RequestRecord>>,
     pub(crate) stats: Mutex<SimStats>,
     pub(crate) oauth: Mutex<OAuthState>,
-    next_request: AtomicU64,
-    in_flight: AtomicUsize,
+    pub(crate) next_request: AtomicU64,
+    pub(crate) in_flight: AtomicUsize,
 }
 
 pub(crate) struct Config {
@@ -84,7 +84,7 @@ impl Config {
 
 /// Wall time derived from tokio's clock, so `Date` and `X-Rate-Limit-Reset`
 /// move with paused time in tests.
-struct SimClock {
+pub(crate) struct SimClock {
     wall_at_start: SystemTime,
     start: Instant,
     /// How far the simulated server's clock is ahead (negative: behind) of
@@ -120,28 +120,28 @@ pub(crate) struct Window {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct RateHeaders {
+pub(crate) struct RateHeaders {
     limit: u32,
     remaining: u32,
     reset: u64,
 }
 
 /// A response before it becomes HTTP.
-struct Reply {
-    status: StatusCode,
-    body: Vec<u8>,
-    links: Vec<String>,
-    rate: Option<RateHeaders>,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
+    pub(crate) links: Vec<String>,
+    pub(crate) rate: Option<RateHeaders>,
     /// More headers (`WWW-Authenticate`, `DPoP-Nonce`, `Cache-Control`).
-    headers: Vec<(header::HeaderName, String)>,
+    pub(crate) headers: Vec<(header::HeaderName, String)>,
     /// Whether the request's credential was accepted.
-    authorized: bool,
+    pub(crate) authorized: bool,
     /// Close the connection after sending half the body.
-    reset: bool,
+    pub(crate) reset: bool,
 }
 
 impl Reply {
-    fn json(status: StatusCode, value: &Value) -> Reply {
+    pub(crate) fn json(status: StatusCode, value: &Value) -> Reply {
         Reply {
             status,
             body: serde_json::to_vec(value).unwrap_or_default(),
@@ -153,13 +153,13 @@ impl Reply {
         }
     }
 
-    fn from_outcome(outcome: oauth::Outcome) -> Reply {
+    pub(crate) fn from_outcome(outcome: oauth::Outcome) -> Reply {
         let mut reply = Reply::json(outcome.status, &outcome.body);
         reply.headers = outcome.headers;
         reply
     }
 
-    fn error(status: StatusCode, code: &str, summary: &str, serial: u64) -> Reply {
+    pub(crate) fn error(status: StatusCode, code: &str, summary: &str, serial: u64) -> Reply {
         Reply::json(
             status,
             &json!({
@@ -174,7 +174,7 @@ impl Reply {
 }
 
 /// What a route produced.
-enum Routed {
+pub(crate) enum Routed {
     Object(Value),
     Listing {
         items: Vec<Value>,
@@ -184,23 +184,23 @@ enum Routed {
 }
 
 /// Everything about the request the handlers need.
-struct Ctx<'a> {
-    serial: u64,
-    method: &'a Method,
-    path: &'a str,
-    query: Option<&'a str>,
-    params: Vec<(String, String)>,
-    bucket: Bucket,
-    page: u32,
+pub(crate) struct Ctx<'a> {
+    pub(crate) serial: u64,
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) params: Vec<(String, String)>,
+    pub(crate) bucket: Bucket,
+    pub(crate) page: u32,
     /// Whether the `Authorization` header carried the right SSWS token.
-    authorized: bool,
-    concurrent: usize,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
+    pub(crate) authorized: bool,
+    pub(crate) concurrent: usize,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: &'a [u8],
 }
 
 impl Ctx<'_> {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(key, _)| key == name)
@@ -562,238 +562,6 @@ impl Shared {
             },
         }
     }
-
-    fn absolute(&self, path: &str, query: Option<&str>) -> Url {
-        let mut url = self.base.clone();
-        url.set_path(path);
-        url.set_query(query);
-        url
-    }
-
-    /// The same request with `after` set to `cursor` (first, as Okta does).
-    fn next_url(&self, ctx: &Ctx<'_>, cursor: &str) -> Url {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        query.append_pair("after", cursor);
-        for (key, value) in ctx.params.iter().filter(|(key, _)| key != "after") {
-            query.append_pair(key, value);
-        }
-        self.absolute(ctx.path, Some(&query.finish()))
-    }
-
-    fn route(&self, org: &Org, ctx: &Ctx<'_>) -> Result<Routed, Reply> {
-        let base = self.base.as_str();
-        let segments: Vec<&str> = ctx.path.trim_end_matches('/').split('/').collect();
-        let not_found = |id: &str, kind: &str| {
-            Reply::error(
-                StatusCode::NOT_FOUND,
-                "E0000007",
-                &format!("Not found: Resource not found: {id} ({kind})"),
-                ctx.serial,
-            )
-        };
-        let after = match ctx.param("after") {
-            None => None,
-            Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-                Reply::error(
-                    StatusCode::BAD_REQUEST,
-                    "E0000001",
-                    "Api validation failed: after",
-                    ctx.serial,
-                )
-            })?),
-        };
-        let after_id = after.as_ref().map(|(_, id)| id.as_str());
-        let max_page = lock(&self.config).options.max_page_size;
-        let limit = |default: usize, min: usize, max: usize| {
-            let asked = ctx
-                .param("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(default);
-            let size = asked.clamp(min, max);
-            max_page.map_or(size, |cap| size.min(cap.max(1)))
-        };
-        let expands = |what: &str| {
-            ctx.param("expand")
-                .is_some_and(|e| e.split(',').any(|part| part.trim() == what))
-        };
-        match segments.as_slice() {
-            ["", "api", "v1", "apps", app_id] => {
-                if *app_id != org.app_id() {
-                    return Err(not_found(app_id, "AppInstance"));
-                }
-                Ok(Routed::Object(org.app_json(base)))
-            }
-            ["", "api", "v1", "apps", app_id, "users"] => {
-                if *app_id != org.app_id() {
-                    return Err(not_found(app_id, "AppInstance"));
-                }
-                let embed = expands("user");
-                Ok(self.page(
-                    ctx.page,
-                    limit(50, 1, 500),
-                    range_after(&org.users, after_id).filter_map(|(id, user)| {
-                        let (scope, profile) = org.app_assignment(id, user)?;
-                        Some((id, org.app_user_json(base, id, user, scope, profile, embed)))
-                    }),
-                ))
-            }
-            ["", "api", "v1", "apps", app_id, "groups"] => {
-                if *app_id != org.app_id() {
-                    return Err(not_found(app_id, "AppInstance"));
-                }
-                let embed = expands("group");
-                Ok(self.page(
-                    ctx.page,
-                    limit(20, 20, 200),
-                    range_after(&org.assigned_groups, after_id).map(|(id, assignment)| {
-                        (id, org.app_group_json(base, id, assignment, embed))
-                    }),
-                ))
-            }
-            ["", "api", "v1", "groups"] => {
-                let query = self.query_expr(ctx)?;
-                let prefix = ctx.param("q").map(str::to_lowercase);
-                Ok(self.page(
-                    ctx.page,
-                    limit(200, 1, 200),
-                    range_after(&org.groups, after_id)
-                        .filter(|(id, group)| {
-                            query.as_ref().is_none_or(|(expr, ignore_case)| {
-                                expr.matches(&|attr| group_attr(id, group, attr), *ignore_case)
-                            }) && prefix
-                                .as_ref()
-                                .is_none_or(|p| group.name.to_lowercase().starts_with(p))
-                        })
-                        .map(|(id, group)| (id, org.group_json(base, id, group))),
-                ))
-            }
-            ["", "api", "v1", "groups", group_id, "users"] => {
-                let Some(group) = org.groups.get(*group_id) else {
-                    return Err(not_found(group_id, "UserGroup"));
-                };
-                let members = match after_id {
-                    Some(after) => group
-                        .members
-                        .range::<str, _>((Bound::Excluded(after), Bound::Unbounded)),
-                    None => group.members.range::<str, _>(..),
-                };
-                Ok(self.page(
-                    ctx.page,
-                    limit(1000, 1, 1000),
-                    members.filter_map(|id| {
-                        let user = org.users.get(id)?;
-                        Some((id, org.user_json(base, id, user)))
-                    }),
-                ))
-            }
-            ["", "api", "v1", "users"] => {
-                let query = self.query_expr(ctx)?;
-                Ok(self.page(
-                    ctx.page,
-                    limit(200, 1, 200),
-                    range_after(&org.users, after_id)
-                        .filter(|(id, user)| match &query {
-                            // A plain list omits DEPROVISIONED users; filter
-                            // and search include them.
-                            None => user.status != UserStatus::Deprovisioned,
-                            Some((expr, ignore_case)) => {
-                                expr.matches(&|attr| user_attr(org, id, user, attr), *ignore_case)
-                            }
-                        })
-                        .map(|(id, user)| (id, org.user_json(base, id, user))),
-                ))
-            }
-            _ => Err(not_found(ctx.path, "Resource")),
-        }
-    }
-
-    /// `search` (values compared ignoring case) or `filter` (only `eq`, exact).
-    fn query_expr(&self, ctx: &Ctx<'_>) -> Result<Option<(Expr, bool)>, Reply> {
-        let invalid = |reason: String| {
-            tracing::debug!(%reason, "simulator refused a search expression");
-            Reply::error(
-                StatusCode::BAD_REQUEST,
-                "E0000031",
-                "Invalid search criteria.",
-                ctx.serial,
-            )
-        };
-        if let Some(search) = ctx.param("search") {
-            return filter::parse(search)
-                .map(|expr| Some((expr, true)))
-                .map_err(invalid);
-        }
-        if let Some(filter) = ctx.param("filter") {
-            let expr = filter::parse(filter).map_err(invalid)?;
-            if !expr.only_eq() {
-                return Err(invalid("filter allows only eq".into()));
-            }
-            return Ok(Some((expr, false)));
-        }
-        Ok(None)
-    }
-
-    /// Takes up to `limit` items; a full page gets a cursor to the next one
-    /// (which may then be empty, as with Okta).
-    fn page<'a>(
-        &self,
-        page: u32,
-        limit: usize,
-        items: impl Iterator<Item = (&'a Id, Value)>,
-    ) -> Routed {
-        let mut values = Vec::with_capacity(limit.min(1_000));
-        let mut last: Option<&Id> = None;
-        for (id, value) in items.take(limit) {
-            values.push(value);
-            last = Some(id);
-        }
-        let next = match last {
-            Some(last) if values.len() == limit => Some(encode_cursor(page, last)),
-            _ => None,
-        };
-        Routed::Listing {
-            items: values,
-            next,
-        }
-    }
-}
-
-fn range_after<'a, V>(
-    map: &'a BTreeMap<Id, V>,
-    after: Option<&str>,
-) -> std::collections::btree_map::Range<'a, Id, V> {
-    match after {
-        Some(after) => map.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)),
-        None => map.range::<str, _>(..),
-    }
-}
-
-fn group_attr(id: &str, group: &SimGroup, attr: &str) -> Option<String> {
-    match attr {
-        "id" => Some(id.to_owned()),
-        "type" => Some(group.group_type.clone()),
-        "profile.name" => Some(group.name.clone()),
-        "profile.description" => group.description.clone(),
-        other => other
-            .strip_prefix("profile.")
-            .and_then(|key| group.extra.get(key))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    }
-}
-
-fn user_attr(org: &Org, id: &str, user: &SimUser, attr: &str) -> Option<String> {
-    match attr {
-        "id" => Some(id.to_owned()),
-        "status" => Some(user.status.as_str().to_owned()),
-        other => {
-            let key = other.strip_prefix("profile.")?;
-            org.render_profile(&user.profile)
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        }
-    }
 }
 
 /// The axum handler for every request.
@@ -972,72 +740,9 @@ fn epoch_ceil(at: SystemTime) -> u64 {
     since.as_secs() + u64::from(since.subsec_nanos() > 0)
 }
 
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// An opaque cursor: base64url of `v1|<page>|<last id>`.
-fn encode_cursor(page: u32, last_id: &str) -> String {
-    let plain = format!("v1|{page}|{last_id}");
-    let mut out = String::with_capacity(plain.len() * 4 / 3 + 3);
-    for chunk in plain.as_bytes().chunks(3) {
-        let bytes = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(bytes[0]) << 16 | u32::from(bytes[1]) << 8 | u32::from(bytes[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(BASE64URL[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-fn decode_cursor(cursor: &str) -> Option<(u32, String)> {
-    let values: Vec<u32> = cursor
-        .bytes()
-        .map(|c| BASE64URL.iter().position(|&b| b == c).map(|p| p as u32))
-        .collect::<Option<_>>()?;
-    let mut bytes = Vec::with_capacity(values.len() * 3 / 4);
-    for chunk in values.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, v)| n | v << (18 - 6 * i));
-        for i in 0..chunk.len() - 1 {
-            bytes.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    let plain = String::from_utf8(bytes).ok()?;
-    let mut parts = plain.splitn(3, '|');
-    if parts.next()? != "v1" {
-        return None;
-    }
-    let page = parts.next()?.parse().ok()?;
-    let id = parts.next()?.to_owned();
-    Some((page, id))
-}
-
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    #[test]
-    fn cursors_are_opaque_and_round_trip() {
-        let cursor = encode_cursor(3, "00uAbC123");
-        assert!(!cursor.contains("00uAbC123"));
-        assert_eq!(decode_cursor(&cursor), Some((3, "00uAbC123".to_owned())));
-        assert_eq!(decode_cursor("not base64!"), None);
-        assert_eq!(
-            decode_cursor(&encode_cursor(1, "")),
-            Some((1, String::new()))
-        );
-        assert_eq!(decode_cursor("QQ"), None, "valid base64, not a cursor");
-    }
 
     #[test]
     fn dates_and_resets() {
@@ -1045,12 +750,5 @@ mod tests {
         assert_eq!(http_date(at), "Tue, 15 Nov 1994 08:12:31 GMT");
         assert_eq!(epoch_ceil(at), 784_887_152);
         assert_eq!(epoch_ceil(UNIX_EPOCH + Duration::from_secs(5)), 5);
-    }
-
-    proptest! {
-        #[test]
-        fn any_cursor_round_trips(page in 0u32..100_000, id in "[A-Za-z0-9|]{0,30}") {
-            prop_assert_eq!(decode_cursor(&encode_cursor(page, &id)), Some((page, id)));
-        }
     }
 }
