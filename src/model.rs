@@ -370,4 +370,12 @@ pub struct Plan {
     pub active_managed_users: usize,
     /// In-scope Okta users seen.
     pub okta_users_in_scope: usize,
+    /// Planned over a part of Okta (an incremental run, SPEC §7): the users
+    /// seen are the ones events named, not the whole in-scope set.
+    pub scoped: bool,
+    /// Okta users skipped while their email was usable (shared with another
+    /// Okta user, or taken by another Writer user), with the email key they
+    /// wanted: a change of any other holder of that email can unblock them,
+    /// so an incremental run reads them again (SPEC §7).
+    pub email_skips: Vec<(String, String)>,
 }

@@ -96,6 +96,13 @@ impl<'a> Planner<'a> {
             .map(|i| self.okta_id(i).to_string())
             .collect();
         let skipped = skipped_okta_ids.len() + self.skipped_groups;
+        let email_skips = (0..n)
+            .filter(|&i| self.skipped[i])
+            .filter_map(|i| {
+                let wanted = self.okta[i].wanted.as_ref()?;
+                Some((self.okta_id(i).to_string(), wanted.key.to_string()))
+            })
+            .collect();
         Detailed {
             plan: Plan {
                 changes,
@@ -104,6 +111,8 @@ impl<'a> Planner<'a> {
                 unmanaged: unmanaged_users + unmanaged_teams,
                 active_managed_users,
                 okta_users_in_scope: n,
+                scoped: self.observed.is_some(),
+                email_skips,
             },
             skipped_okta_ids,
         }
@@ -179,7 +188,7 @@ impl<'a> Planner<'a> {
                     continue;
                 };
                 match owners[s] {
-                    Owner::Unmanaged | Owner::Skipped => {}
+                    Owner::Unmanaged | Owner::Skipped | Owner::Unobserved => {}
                     Owner::Active(i) if stamp[i] == wanted => {
                         stamp[i] = found;
                         let to = self.okta[i].role;

@@ -10,6 +10,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::model::{OktaState, OktaUser, Policy, Role, StoreState, StoreTeam, StoreUser};
 use crate::reconcile::plan::Planner;
+use crate::reconcile::plan::scope::Scope;
 use crate::reconcile::plan::values::{OktaEntry, email_key};
 
 /// A fixed multiply-rotate hasher (no random seed: the planner reads no
@@ -212,7 +213,12 @@ pub(super) fn add_holder<K: std::hash::Hash + Eq>(map: &mut Map<K, Holders>, key
 impl<'a> Planner<'a> {
     /// Rule 14/15: inputs are sorted by id and deduplicated, so the plan does
     /// not depend on the order of the input vectors.
-    pub(super) fn new(okta: &'a OktaState, store: &'a StoreState, policy: &'a Policy) -> Self {
+    pub(super) fn new(
+        okta: &'a OktaState,
+        store: &'a StoreState,
+        policy: &'a Policy,
+        scope: &'a Scope,
+    ) -> Self {
         // Sorted by id (an 8-byte prefix settles most comparisons without
         // following the pointer), then by the whole user for equal ids.
         let mut raw: Vec<(u64, &OktaUser)> =
@@ -305,6 +311,10 @@ impl<'a> Planner<'a> {
             needs: vec![Vec::new(); n],
             findings: Vec::new(),
             skipped_groups: 0,
+            observed: match scope {
+                Scope::Full => None,
+                Scope::Users(ids) => Some(ids),
+            },
         }
     }
 }

@@ -61,6 +61,7 @@
 
 mod emit;
 mod index;
+pub mod scope;
 mod teams;
 mod users;
 pub mod values;
@@ -77,6 +78,7 @@ use crate::model::{
     Finding, OktaState, Plan, Policy, Role, Severity, StoreState, StoreTeam, StoreUser,
 };
 use crate::reconcile::plan::index::{Holders, IdIndex, Map};
+use crate::reconcile::plan::scope::Scope;
 use crate::reconcile::plan::users::Target;
 use crate::reconcile::plan::values::OktaEntry;
 
@@ -84,6 +86,18 @@ use crate::reconcile::plan::values::OktaEntry;
 /// deterministic; see the module documentation for the decisions it makes.
 pub fn plan(okta: &OktaState, store: &StoreState, policy: &Policy) -> Plan {
     plan_detailed(okta, store, policy).plan
+}
+
+/// Plans over a part of Okta: the same rules as [`plan`], applied to the
+/// users `scope` names. When only those users changed in Okta since the store
+/// last followed it, and the scope is closed under shared emails (every Okta
+/// user and linked Okta id holding an email of one of them is in it), the
+/// plan equals the full plan (`proptests.rs` pins this). Team-level findings
+/// (orphaned links, unmatched groups, a missing default team) belong to full
+/// runs and are not repeated here, and the guard's "Okta returned zero
+/// users" check does not apply (`Plan::scoped`).
+pub fn plan_scoped(okta: &OktaState, store: &StoreState, policy: &Policy, scope: &Scope) -> Plan {
+    plan_in(okta, store, policy, scope).plan
 }
 
 /// The plan plus what the tests need to check it.
@@ -94,8 +108,13 @@ struct Detailed {
 }
 
 fn plan_detailed(okta: &OktaState, store: &StoreState, policy: &Policy) -> Detailed {
+    plan_in(okta, store, policy, &Scope::Full)
+}
+
+/// The phases, in order.
+fn plan_in(okta: &OktaState, store: &StoreState, policy: &Policy, scope: &Scope) -> Detailed {
     // Rules 14/15: sorted, deduplicated inputs and their indexes (index.rs).
-    let mut p = Planner::new(okta, store, policy);
+    let mut p = Planner::new(okta, store, policy, scope);
     // SPEC §1.2, in order: who is skipped, what each Okta user becomes, which
     // email changes collide or go round in cycles (users.rs).
     p.skip_unusable_emails();
@@ -151,9 +170,16 @@ struct Planner<'a> {
     needs: Vec<Vec<usize>>,
     findings: Vec<Finding>,
     skipped_groups: usize,
+    /// `Some` in a scoped plan: the Okta ids read again.
+    observed: Option<&'a BTreeSet<String>>,
 }
 
 impl<'a> Planner<'a> {
+    /// Whether this plan saw Okta user `okta_id` (always, in a full plan).
+    fn is_observed(&self, okta_id: &str) -> bool {
+        self.observed.is_none_or(|ids| ids.contains(okta_id))
+    }
+
     fn warn(&mut self, message: String) {
         self.findings.push(Finding {
             severity: Severity::Warning,

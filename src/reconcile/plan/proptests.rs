@@ -13,6 +13,7 @@ use crate::model::{Change, OktaGroup, OktaUser, TeamRef, UserRef};
 use crate::reconcile::guard::guard;
 use crate::reconcile::guard::tests::{limits, plan_with};
 use crate::reconcile::plan::index::okta_user_key;
+use crate::reconcile::plan::scope::{ids_holding, okta_email_key, scope_email_keys};
 use crate::reconcile::plan::tests::*;
 use crate::reconcile::plan::values::{
     UnknownRole, desired_attrs, email_key, is_active_status, normalize_role, store_attrs,
@@ -743,5 +744,163 @@ proptest! {
         r.store.teams.reverse();
         r.store.memberships.reverse();
         prop_assert_eq!(w.plan(), r.plan());
+    }
+}
+
+// -----------------------------------------------------------------------
+// Scoped plans (SPEC §7).
+// -----------------------------------------------------------------------
+
+/// Widens `scope` the way an incremental run's observe does, with the whole
+/// of `okta` standing in for Okta's answers: every Okta user holding an email
+/// key that an observed user wants or whose Writer user holds, every Okta id
+/// linked to a Writer user holding one, and every Okta user the last full
+/// plan skipped for one of those emails (`hints`, which also say what an
+/// observed user wanted before), until nothing is added.
+fn widen(
+    okta: &OktaState,
+    store: &StoreState,
+    hints: &[(String, String)],
+    mut scope: BTreeSet<String>,
+) -> BTreeSet<String> {
+    loop {
+        let keys = scope_email_keys(&okta.users, store, hints, &scope);
+        let before = scope.len();
+        scope.extend(ids_holding(&keys, store, hints));
+        scope.extend(
+            okta.users
+                .iter()
+                .filter(|u| okta_email_key(u).is_some_and(|k| keys.contains(&k)))
+                .map(|u| u.id.clone()),
+        );
+        if scope.len() == before {
+            return scope;
+        }
+    }
+}
+
+/// What an incremental run reads for `scope`: those users (when assigned),
+/// and every pushed group with only them as members.
+fn partial_view(okta: &OktaState, scope: &BTreeSet<String>) -> OktaState {
+    OktaState {
+        users: okta
+            .users
+            .iter()
+            .filter(|u| scope.contains(&u.id))
+            .cloned()
+            .collect(),
+        groups: okta
+            .groups
+            .iter()
+            .map(|g| OktaGroup {
+                member_ids: g
+                    .member_ids
+                    .iter()
+                    .filter(|m| scope.contains(*m))
+                    .cloned()
+                    .collect(),
+                ..g.clone()
+            })
+            .collect(),
+        missing_group_names: Vec::new(),
+    }
+}
+
+/// A store that follows Okta (a random world, planned and applied), then
+/// Okta changes for a few users only (status, email, names, role, assignment,
+/// group memberships): the world after the change, the ids events would
+/// name, and the skips of the full plan the store followed.
+fn arb_scoped_change() -> impl Strategy<Value = (World, BTreeSet<String>, Vec<(String, String)>)> {
+    let edit = (0..10usize, 0..6u8, arb_okta_user(), any::<u8>());
+    (arb_world(), prop::collection::vec(edit, 1..4)).prop_filter_map(
+        "a store that follows Okta",
+        |(w, edits)| {
+            let store = apply(&w.store, &w.plan()).ok()?;
+            let hints = plan_detailed(&w.okta, &store, &w.policy).plan.email_skips;
+            let mut okta = w.okta.clone();
+            let mut changed = BTreeSet::new();
+            for (n, what, fresh, groups) in edits {
+                let id = format!("00u{n}");
+                changed.insert(id.clone());
+                match what {
+                    // Unassigned (or deleted).
+                    0 => okta.users.retain(|u| u.id != id),
+                    // Only its group memberships change.
+                    1 => {}
+                    // A new state of the user (or a new assignment).
+                    _ => {
+                        okta.users.retain(|u| u.id != id);
+                        okta.users.push(OktaUser {
+                            id: id.clone(),
+                            ..fresh
+                        });
+                    }
+                }
+                for (k, g) in okta.groups.iter_mut().enumerate() {
+                    g.member_ids.retain(|m| *m != id);
+                    if groups & (1 << k) != 0 {
+                        g.member_ids.push(id.clone());
+                    }
+                }
+            }
+            Some((
+                World {
+                    okta,
+                    store,
+                    policy: w.policy,
+                },
+                changed,
+                hints,
+            ))
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// SPEC §7: "plan over a subset" is a property of the one planner. When
+    /// only some users changed in Okta since the store followed it, a plan
+    /// over exactly those users (widened by shared emails, as the
+    /// incremental observe does) plans the same changes as the full plan,
+    /// and skips the same users among them.
+    #[test]
+    fn a_scoped_plan_equals_the_full_plan_when_only_its_users_changed(
+        (w, changed, hints) in arb_scoped_change()
+    ) {
+        let scope = widen(&w.okta, &w.store, &hints, changed);
+        let full = plan_detailed(&w.okta, &w.store, &w.policy);
+        let scoped = plan_in(&partial_view(&w.okta, &scope), &w.store, &w.policy, &Scope::Users(scope.clone()));
+        prop_assert_eq!(&scoped.plan.changes, &full.plan.changes, "scope {:?}", scope);
+        let full_skips: BTreeSet<String> = full.skipped_okta_ids.iter().filter(|k| scope.contains(*k)).cloned().collect();
+        prop_assert_eq!(&scoped.skipped_okta_ids, &full_skips);
+        prop_assert!(scoped.plan.scoped && !full.plan.scoped);
+    }
+
+    /// A scoped plan never touches a Writer user linked to an Okta id it did
+    /// not read, whatever Okta says about that id.
+    #[test]
+    fn a_scoped_plan_leaves_unobserved_users_alone(
+        w in arb_world(), mask in any::<u16>()
+    ) {
+        let scope: BTreeSet<String> = (0..10).filter(|n| mask & (1 << n) != 0).map(|n| format!("00u{n}")).collect();
+        let p = plan_scoped(&partial_view(&w.okta, &scope), &w.store, &w.policy, &Scope::Users(scope.clone()));
+        let unobserved: HashSet<i64> = w.store.users.iter()
+            .filter(|u| u.okta_id.as_ref().is_some_and(|k| !scope.contains(k)))
+            .map(|u| u.id)
+            .collect();
+        for c in &p.changes {
+            let touched = match c {
+                Change::LinkUser { user_id, .. } | Change::UpdateUser { user_id, .. }
+                | Change::ReactivateUser { user_id, .. } | Change::DeactivateUser { user_id, .. }
+                | Change::RemoveMembership { user_id, .. } | Change::ChangeRole { user_id, .. } => Some(*user_id),
+                Change::AddMembership { user: UserRef::Existing(id), .. } => Some(*id),
+                _ => None,
+            };
+            prop_assert!(touched.is_none_or(|id| !unobserved.contains(&id)), "{:?}", c);
+        }
+        // And the guard's empty-view check is for full views only.
+        let reasons = guard(&p, &limits(u32::MAX, 100.0, u32::MAX));
+        prop_assert!(!reasons.iter().any(|r| r.contains("zero in-scope users")), "{:?}", reasons);
     }
 }

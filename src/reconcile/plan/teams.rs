@@ -250,6 +250,13 @@ impl<'a> Planner<'a> {
                 )),
             }
         }
+        // A scoped plan repeats the last full run's team decisions (its
+        // groups are the pushed groups with only the observed members);
+        // their findings and skipped groups are the full run's to report.
+        if self.observed.is_some() {
+            messages.clear();
+            self.skipped_groups = 0;
+        }
         for (severity, message) in messages {
             self.findings.push(Finding { severity, message });
         }

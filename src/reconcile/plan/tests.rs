@@ -1714,3 +1714,104 @@ fn plan_does_not_depend_on_input_order() {
     reversed.store.memberships.reverse();
     assert_eq!(w.plan(), reversed.plan());
 }
+
+// -----------------------------------------------------------------------
+// SPEC §7: scoped plans.
+// -----------------------------------------------------------------------
+
+fn scope(ids: &[&str]) -> crate::reconcile::plan::scope::Scope {
+    crate::reconcile::plan::scope::Scope::Users(ids.iter().map(|s| s.to_string()).collect())
+}
+
+#[test]
+fn a_scoped_plan_deactivates_only_observed_users_that_are_gone() {
+    // 00u1 was read again and is no longer assigned; 00u2 was not read.
+    let w = world().store(vec![
+        store_user(1, "a@x.com").managed("00u1"),
+        store_user(2, "b@x.com").managed("00u2"),
+    ]);
+    let p = plan_scoped(&w.okta, &w.store, &w.policy, &scope(&["00u1"]));
+    assert_eq!(
+        p.changes,
+        [deactivate(
+            1,
+            "00u1",
+            "a@x.com",
+            DeactivationReason::NotInScope
+        )]
+    );
+    assert!(p.scoped);
+}
+
+#[test]
+fn a_scoped_plan_never_rehires_over_an_unobserved_okta_id() {
+    // The old id 00u1 was not read: it may still be assigned, so the new
+    // user 00u9 with its email is a collision, not a rehire.
+    let w = world()
+        .okta(vec![okta_user("00u9", "a@x.com")])
+        .store(vec![store_user(1, "a@x.com").managed("00u1").inactive()]);
+    let p = plan_scoped(&w.okta, &w.store, &w.policy, &scope(&["00u9"]));
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(findings_with(&p, Severity::Error, &["00u9", "collides"]), 1);
+    // Read again and gone: the rehire of SPEC §1.2.
+    let p = plan_scoped(&w.okta, &w.store, &w.policy, &scope(&["00u9", "00u1"]));
+    assert_eq!(kinds(&p), ["user_linked", "user_reactivated"]);
+}
+
+#[test]
+fn a_scoped_plan_changes_memberships_of_observed_users_only() {
+    // Group Eng lists only the observed user 00u1 (its groups were read);
+    // 00u2's membership is not known, so it stays.
+    let w = world()
+        .okta(vec![okta_user("00u1", "a@x.com")])
+        .groups(vec![group("00g1", "Eng", &["00u1"])])
+        .store(vec![
+            store_user(1, "a@x.com").managed("00u1"),
+            store_user(2, "b@x.com").managed("00u2"),
+            store_user(3, "c@x.com").managed("00u3"),
+        ])
+        .teams(vec![linked_team(10, "Eng", "00g1")])
+        .memberships(vec![
+            member(10, 2, Role::Member),
+            member(10, 3, Role::Member),
+        ]);
+    let p = plan_scoped(&w.okta, &w.store, &w.policy, &scope(&["00u1", "00u3"]));
+    assert_eq!(
+        p.changes,
+        [
+            add(
+                TeamRef::Existing(10),
+                "Eng",
+                UserRef::Existing(1),
+                "a@x.com",
+                Role::Member
+            ),
+            remove(10, "Eng", 3, "c@x.com", Role::Member),
+            deactivate(3, "00u3", "c@x.com", DeactivationReason::NotInScope),
+        ]
+    );
+}
+
+#[test]
+fn a_scoped_plan_repeats_no_team_findings_and_is_not_an_empty_view() {
+    let w = world()
+        .groups(vec![group("00g1", "Nope", &[])])
+        .store(vec![store_user(1, "a@x.com").managed("00u1")])
+        .teams(vec![linked_team(10, "Orphan", "00g9")])
+        .default_team("Missing");
+    let full = w.plan();
+    assert!(!full.findings.is_empty());
+    let p = plan_scoped(&w.okta, &w.store, &w.policy, &scope(&["00u5"]));
+    assert!(p.findings.is_empty(), "{:?}", p.findings);
+    assert!(p.changes.is_empty());
+    assert_eq!(p.skipped, 0);
+    // An empty full view over active managed users blocks; a scoped plan
+    // that saw nobody still assigned does not.
+    let limits = crate::model::SafetyLimits {
+        max_deactivations: 50,
+        max_deactivations_percent: 100.0,
+        max_membership_removals: 50,
+    };
+    assert!(!crate::reconcile::guard::guard(&full, &limits).is_empty());
+    assert!(crate::reconcile::guard::guard(&p, &limits).is_empty());
+}

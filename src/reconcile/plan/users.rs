@@ -46,6 +46,9 @@ pub(super) enum Owner {
     Active(usize),
     /// Linked to an Okta user that is inactive or not in scope.
     Gone(DeactivationReason),
+    /// Linked to an Okta user a scoped plan did not read: left exactly as
+    /// it is (SPEC §7).
+    Unobserved,
 }
 
 impl<'a> Planner<'a> {
@@ -161,7 +164,12 @@ impl<'a> Planner<'a> {
                         // Rule 5a: an unmanaged user with that email is linked.
                         None => (Target::Link(h), Vec::new()),
                         // Rule 5b: rehire, the old Okta id is gone.
-                        Some(_) if self.user_okta[h].is_none() => (Target::Rehire(h), Vec::new()),
+                        // (Never over an unobserved id: it may well
+                        // still be assigned; a scoped plan's observe reads
+                        // such holders again, SPEC §7.)
+                        Some(old) if self.user_okta[h].is_none() && self.is_observed(old) => {
+                            (Target::Rehire(h), Vec::new())
+                        }
                         // Rule 5c: the email belongs to another in-scope
                         // user; only fine when it gives it up in this plan.
                         Some(_) => (Target::Create, vec![h]),
@@ -412,7 +420,8 @@ impl<'a> Planner<'a> {
         }
         match self.users[s].okta_id.as_deref() {
             None => Owner::Unmanaged,
-            Some(_) => match self.user_okta[s] {
+            Some(okta_id) => match self.user_okta[s] {
+                None if !self.is_observed(okta_id) => Owner::Unobserved,
                 None => Owner::Gone(DeactivationReason::NotInScope),
                 // An inactive Okta user is deactivated through its id link
                 // even when skipped (its email is unusable or shared): the
