@@ -161,7 +161,46 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
             }
         }
     }
+    out.push(events_probe(client, config).await);
     out
+}
+
+/// Whether the incremental sync can read the System Log (SPEC §7): one
+/// request for the last minute. Without permission the sync still works
+/// (full reconciles only), so this probe never fails `check`; it says
+/// `events: unavailable` and what to grant.
+async fn events_probe(client: &OktaClient, config: &Config) -> Probe {
+    if !config.events.enabled() {
+        return Probe {
+            what: "events",
+            ok: true,
+            detail: "off (events.source = \"off\"): full reconciles only".into(),
+        };
+    }
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let url = client.logs_since_url(
+        since,
+        &crate::reconcile::events::log_filter(config.okta.app_id.as_deref()),
+    );
+    let detail = match client.poll_logs(&url).await {
+        Ok(poll) => format!(
+            "System Log readable ({} events in the last minute); polled every {}s between full \
+             reconciles",
+            poll.events.len(),
+            config.events.poll_interval.as_secs()
+        ),
+        Err(e @ (OktaError::Forbidden { .. } | OktaError::OAuth(_))) => format!(
+            "unavailable: {} — the sync runs full reconciles only; grant the scope \
+             okta.logs.read (OAuth) or an admin role that can read the System Log (SSWS)",
+            error_chain(&e)
+        ),
+        Err(e) => format!("unavailable: {}", error_chain(&e)),
+    };
+    Probe {
+        what: "events",
+        ok: true,
+        detail,
+    }
 }
 
 /// The scopes the sync's reads need under this config.
@@ -208,6 +247,13 @@ fn token_probe(info: &TokenInfo, config: &Config) -> Probe {
         detail.push_str(&format!(
             "; missing {} needed by the sync: add to okta.oauth.scopes and grant to the app",
             missing.join(" ")
+        ));
+    }
+    if config.events.enabled() && !covers(&info.scopes, crate::okta::oauth::LOGS_SCOPE) {
+        detail.push_str(&format!(
+            "; without {} the System Log cannot be read (events: unavailable, full \
+             reconciles only)",
+            crate::okta::oauth::LOGS_SCOPE
         ));
     }
     Probe {

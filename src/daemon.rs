@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Config, ConfigEnv, CronSchedule};
 use crate::metrics::Metrics;
 use crate::okta::OktaClient;
+use crate::reconcile::events::FallbackReason;
+use crate::reconcile::incremental::{self, EventsRun};
 use crate::reconcile::report::{FailureKind, Report, Status};
 use crate::reconcile::{self, RunOptions, SyncContext, Trigger, error_chain};
 use crate::server::{self, Health};
@@ -66,6 +68,10 @@ enum Event {
     Watchdog,
     /// The run in flight ended.
     RunDone(Box<Report>),
+    /// Time to read the System Log (SPEC §7).
+    Poll,
+    /// The incremental run in flight ended.
+    PollDone(Box<EventsRun>),
 }
 
 /// What the loop does after a run, decided by [`next_step`] from the run's
@@ -189,6 +195,25 @@ pub async fn run(
         Trigger::Schedule
     };
     let mut running: Option<(JoinHandle<Report>, Arc<std::sync::atomic::AtomicBool>)> = None;
+    // The incremental run in flight; never beside a full run.
+    let mut polling: Option<(JoinHandle<EventsRun>, Arc<std::sync::atomic::AtomicBool>)> = None;
+    // When the next System Log poll is due; `None` while polls wait for a
+    // full reconcile (none succeeded yet, the last one failed or was
+    // blocked, the log is unreadable, or events are off).
+    let mut next_poll: Option<tokio::time::Instant> = None;
+    // Without a run at start, polls carry on from the cursor a full
+    // reconcile of an earlier process left.
+    if events_on(&config, dry_run) && !config.sync.run_on_start {
+        match store.event_cursor().await {
+            Ok(Some(_)) => {
+                next_poll = Some(tokio::time::Instant::now() + config.events.poll_interval);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "could not read the System Log cursor; polls start after the next full reconcile")
+            }
+        }
+    }
     let mut pending: Option<Trigger> = None;
     let mut transient_failures = 0u32;
     // Set while the last run failed with trouble only a person can fix: a
@@ -197,8 +222,29 @@ pub async fn run(
 
     loop {
         let sleep_for = (next_run - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let idle = running.is_none() && polling.is_none();
+        let poll_at = next_poll.unwrap_or_else(tokio::time::Instant::now);
         let event = tokio::select! {
-            _ = tokio::time::sleep(sleep_for), if running.is_none() => Event::Tick(next_trigger),
+            _ = tokio::time::sleep(sleep_for), if idle => Event::Tick(next_trigger),
+            _ = tokio::time::sleep_until(poll_at), if idle && next_poll.is_some() => Event::Poll,
+            done = async { polling.as_mut().map(|(h, _)| h).expect("guarded by if").await }, if polling.is_some() => {
+                polling = None;
+                match done {
+                    Ok(run) => Event::PollDone(Box::new(run)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "incremental sync task panicked");
+                        Event::PollDone(Box::new(EventsRun {
+                            outcome: incremental::Outcome::Fallback {
+                                reason: FallbackReason::ReadError,
+                                detail: format!("the incremental sync task panicked: {e}"),
+                            },
+                            events_by_type: Default::default(),
+                            newest_published_ms: None,
+                            requests: 0,
+                        }))
+                    }
+                }
+            }
             _ = usr1.recv() => Event::RunNow,
             _ = hup.recv() => Event::Reload,
             _ = term.recv() => Event::Shutdown,
@@ -226,7 +272,7 @@ pub async fn run(
                 systemd::status(&format!("syncing ({})", trigger.as_str()));
             }
             Event::RunNow => {
-                if running.is_some() {
+                if running.is_some() || polling.is_some() {
                     tracing::info!("SIGUSR1 during a run: one more run follows it");
                     pending = Some(Trigger::Signal);
                 } else {
@@ -240,6 +286,54 @@ pub async fn run(
                         dry_run,
                         &progress,
                     ));
+                }
+            }
+            Event::Poll => {
+                polling = Some(spawn_poll(&config, &store, &okta, &holder, &progress));
+            }
+            Event::PollDone(run) => {
+                metrics.set_okta_stats(okta.stats());
+                metrics.record_events(&run);
+                let interval = config.events.poll_interval;
+                let after_interval = Some(tokio::time::Instant::now() + interval);
+                match run.outcome {
+                    incremental::Outcome::Idle | incremental::Outcome::LockHeld => {
+                        next_poll = after_interval;
+                    }
+                    incremental::Outcome::Ran(report) => {
+                        reconcile::log_finished(&report, Trigger::Events.as_str());
+                        if report.run_id.is_some() {
+                            let managed = store.managed_user_counts().await;
+                            if let Ok((active, inactive)) = managed {
+                                metrics.set_managed_users(active, inactive);
+                            }
+                            metrics.record_run(&report);
+                            systemd::status(&status_line(&report, Utc::now()));
+                        }
+                        next_poll = match report.status {
+                            // Blocked: the guard wants a person; the next
+                            // full reconcile tries again (and blocks too,
+                            // until it is forced).
+                            Status::Blocked => None,
+                            _ => after_interval,
+                        };
+                    }
+                    incremental::Outcome::Fallback { reason, detail } => {
+                        tracing::info!(reason = reason.as_str(), detail = %detail, "incremental sync falls back to a full reconcile");
+                        next_poll = None;
+                        if transient_failures == 0 {
+                            next_run = Utc::now();
+                            next_trigger = Trigger::Fallback;
+                        }
+                    }
+                    incremental::Outcome::Unavailable(why) => {
+                        tracing::error!(error = %why, "the System Log cannot be read with this credential: full reconciles only, on sync.schedule (grant okta.logs.read or an admin role that can read the System Log)");
+                        next_poll = None;
+                    }
+                    incremental::Outcome::StoreFailed(why) => {
+                        tracing::warn!(error = %why, "incremental sync could not use the store; polling again later");
+                        next_poll = after_interval;
+                    }
                 }
             }
             Event::Reload => match reload(&config_path, &env, &config, &log).await {
@@ -261,6 +355,9 @@ pub async fn run(
                     }
                     health.set_unready_after(unready_after(&new_config.sync.schedule));
                     config = Arc::new(new_config);
+                    if !events_on(&config, dry_run) {
+                        next_poll = None;
+                    }
                     if running.is_none() {
                         next_run = if awaiting_fix {
                             tracing::info!(
@@ -284,6 +381,17 @@ pub async fn run(
             },
             Event::Shutdown => {
                 systemd::stopping();
+                if let Some((handle, stop)) = polling.take() {
+                    // An incremental run commits its cursor with its last
+                    // batch, or stops before writing anything.
+                    stop.store(true, Ordering::SeqCst);
+                    if tokio::time::timeout(SHUTDOWN_GRACE, handle).await.is_err() {
+                        tracing::error!(
+                            grace_s = SHUTDOWN_GRACE.as_secs(),
+                            "the incremental run did not stop in time; exiting"
+                        );
+                    }
+                }
                 match running.take() {
                     None => {
                         tracing::info!("stopping: no run in flight");
@@ -322,7 +430,7 @@ pub async fn run(
                 // did some Okta request or store batch since the last ping.
                 let now_progress = progress.load(Ordering::Relaxed) as u64
                     + okta.stats().requests.values().sum::<u64>();
-                if running.is_none() || now_progress != last_progress_seen {
+                if (running.is_none() && polling.is_none()) || now_progress != last_progress_seen {
                     systemd::watchdog();
                     last_progress_seen = now_progress;
                 } else {
@@ -341,6 +449,12 @@ pub async fn run(
                 }
                 metrics.record_run(&report);
                 let now = Utc::now();
+                // Polls carry on from a full reconcile that succeeded (it
+                // set the cursor); after a failed or blocked one they wait
+                // for the next. Each full run tries the System Log again
+                // (SPEC §7: one error per full run without permission).
+                next_poll = (events_on(&config, dry_run) && report.status == Status::Ok)
+                    .then(|| tokio::time::Instant::now() + config.events.poll_interval);
                 if report.failure == Some(FailureKind::Transient) {
                     transient_failures += 1;
                 } else {
@@ -389,6 +503,37 @@ pub async fn run(
     store.close().await;
     tracing::info!("writer-sync daemon stopped");
     Ok(())
+}
+
+/// Whether this daemon polls the System Log between full reconciles (not
+/// in a dry-run daemon, which writes nothing, cursor included).
+fn events_on(config: &Config, dry_run: bool) -> bool {
+    config.events.enabled() && !dry_run
+}
+
+fn spawn_poll(
+    config: &Arc<Config>,
+    store: &Store,
+    okta: &OktaClient,
+    holder: &str,
+    progress: &Arc<AtomicUsize>,
+) -> (JoinHandle<EventsRun>, Arc<std::sync::atomic::AtomicBool>) {
+    let ctx = SyncContext {
+        config: Arc::clone(config),
+        store: store.clone(),
+        okta: okta.clone(),
+        holder: holder.to_owned(),
+    };
+    let mut opts = RunOptions::new(Trigger::Events);
+    let counter = Arc::clone(progress);
+    opts.progress = Arc::new(move |n| {
+        counter.fetch_add(n.max(1), Ordering::Relaxed);
+    });
+    let stop = Arc::clone(&opts.stop);
+    (
+        tokio::spawn(async move { incremental::run_events(&ctx, &opts).await }),
+        stop,
+    )
 }
 
 fn spawn_run(

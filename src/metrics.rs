@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::okta::OktaStats;
+use crate::reconcile::events::FallbackReason;
+use crate::reconcile::incremental::{EventsRun, Outcome};
 use crate::reconcile::report::{FailureKind, Report, Status};
 
 /// Upper bounds (seconds) of the run-duration histogram buckets.
@@ -37,6 +39,14 @@ struct State {
     okta_retired_429: u64,
     okta_current: Option<OktaStats>,
     started: f64,
+    /// System Log events read, by type.
+    events: BTreeMap<String, u64>,
+    /// Incremental runs by how they ended.
+    incremental: BTreeMap<&'static str, u64>,
+    fallbacks: BTreeMap<&'static str, u64>,
+    /// `published` of the newest event processed (Unix seconds).
+    newest_event: Option<f64>,
+    last_poll: Option<f64>,
 }
 
 /// The metrics of this process.
@@ -107,6 +117,32 @@ impl Metrics {
                 *s.changes.entry(change.kind()).or_default() += 1;
             }
         }
+    }
+
+    /// Records an incremental run (SPEC §7): the events it read, how it
+    /// ended, and the newest event's `published` (for the lag gauge).
+    pub fn record_events(&self, run: &EventsRun) {
+        let mut s = self.state();
+        s.last_poll = Some(unix_now());
+        for (event_type, n) in &run.events_by_type {
+            *s.events.entry(event_type.clone()).or_default() += n;
+        }
+        if let Some(ms) = run.newest_published_ms {
+            let at = ms as f64 / 1000.0;
+            s.newest_event = Some(s.newest_event.map_or(at, |prev| prev.max(at)));
+        }
+        let outcome = match &run.outcome {
+            Outcome::Idle => "idle",
+            Outcome::Ran(report) => report.status.as_str(),
+            Outcome::Fallback { reason, .. } => {
+                *s.fallbacks.entry(reason.as_str()).or_default() += 1;
+                "fallback"
+            }
+            Outcome::Unavailable(_) => "unavailable",
+            Outcome::LockHeld => "lock_held",
+            Outcome::StoreFailed(_) => "failed",
+        };
+        *s.incremental.entry(outcome).or_default() += 1;
     }
 
     /// Records the managed-user gauge (read from the store after a run).
@@ -338,6 +374,69 @@ impl Metrics {
             ));
         }
         push(header(
+            "writer_sync_incremental_runs_total",
+            "counter",
+            "Incremental runs from the System Log, by how they ended (idle: nothing new).",
+        ));
+        for outcome in [
+            "idle",
+            "ok",
+            "failed",
+            "blocked",
+            "dry_run",
+            "fallback",
+            "unavailable",
+            "lock_held",
+        ] {
+            push(format!(
+                "writer_sync_incremental_runs_total{{outcome=\"{outcome}\"}} {}",
+                s.incremental.get(outcome).copied().unwrap_or(0)
+            ));
+        }
+        push(header(
+            "writer_sync_event_fallbacks_total",
+            "counter",
+            "Incremental runs that handed over to a full reconcile, by reason.",
+        ));
+        for reason in FallbackReason::ALL {
+            push(format!(
+                "writer_sync_event_fallbacks_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                s.fallbacks.get(reason.as_str()).copied().unwrap_or(0)
+            ));
+        }
+        push(header(
+            "writer_sync_events_read_total",
+            "counter",
+            "System Log events read, by event type.",
+        ));
+        for (event_type, n) in &s.events {
+            push(format!(
+                "writer_sync_events_read_total{{type=\"{}\"}} {n}",
+                label_value(event_type)
+            ));
+        }
+        push(header(
+            "writer_sync_event_lag_seconds",
+            "gauge",
+            "Now minus the published time of the newest System Log event processed.",
+        ));
+        if let Some(newest) = s.newest_event {
+            push(format!(
+                "writer_sync_event_lag_seconds {:.3}",
+                (now - newest).max(0.0)
+            ));
+        }
+        push(header(
+            "writer_sync_events_last_poll_timestamp_seconds",
+            "gauge",
+            "Unix time of the last System Log poll (0 = none yet).",
+        ));
+        push(format!(
+            "writer_sync_events_last_poll_timestamp_seconds {}",
+            s.last_poll.unwrap_or(0.0)
+        ));
+        push(header(
             "writer_sync_plan_blocked",
             "gauge",
             "1 when the last run was blocked by the safety guard.",
@@ -345,4 +444,13 @@ impl Metrics {
         push(format!("writer_sync_plan_blocked {}", u8::from(s.blocked)));
         out
     }
+}
+
+/// A Prometheus label value: `\`, `"` and newlines escaped (event types
+/// come from Okta).
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

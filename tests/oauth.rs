@@ -510,15 +510,16 @@ async fn setup_mistakes_get_messages_that_say_what_to_fix() {
     assert!(err.to_string().contains("0oa1someotherapp0001"), "{err}");
     assert!(err.to_string().contains("okta.oauth.client_id"), "{err}");
 
-    // 3. A scope the app was not granted.
+    // 3. A scope the app was not granted (okta.logs.read is the one
+    // scope a refusal is retried without: the System Log is optional).
     let mut c = Client::new(RSA_PKCS8);
-    c.scopes.push("okta.logs.read");
+    c.scopes.push("okta.roles.read");
     let err = oauth_error(c.build(&sim).get_app(APP_ID).await.unwrap_err());
     assert!(matches!(err, OAuthError::ScopeNotGranted { .. }), "{err:?}");
     let message = err.to_string();
     for expected in [
         CLIENT_ID,
-        "okta.logs.read",
+        "okta.roles.read",
         "Okta API Scopes",
         "okta.oauth.scopes",
     ] {

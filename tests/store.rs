@@ -497,6 +497,7 @@ async fn run_apply(
         stop: &stop,
         lock: None,
         progress: &record,
+        cursor: None,
     };
     let (applied, result) = apply(store, changes, &opts).await;
     let progress = progress.into_inner().unwrap();
@@ -738,6 +739,7 @@ async fn apply_100k_first_sync_timing() {
             stop: &stop,
             lock: None,
             progress: &|_| {},
+            cursor: None,
         };
         let started = Instant::now();
         let (applied, result) = apply(&store, &changes, &opts).await;

@@ -154,6 +154,32 @@ pub struct Config {
     pub safety: SafetyConfig,
     pub log: LogConfig,
     pub server: ServerConfig,
+    pub events: EventsConfig,
+}
+
+/// `[events]`: the incremental sync from the System Log (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsConfig {
+    pub source: EventSource,
+    /// How often the System Log is read between full reconciles.
+    pub poll_interval: Duration,
+    /// A poll touching more users runs a full reconcile instead.
+    pub max_affected_users: u32,
+}
+
+impl EventsConfig {
+    pub fn enabled(&self) -> bool {
+        self.source == EventSource::SystemLog
+    }
+}
+
+/// Where changes between full reconciles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// Okta's System Log, read as a polling query.
+    SystemLog,
+    /// None: full reconciles only.
+    Off,
 }
 
 #[derive(Debug, Clone)]

@@ -56,6 +56,9 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "log.format",
     "log.level",
     "server.listen",
+    "events.source",
+    "events.poll_interval",
+    "events.max_affected_users",
 ];
 
 fn check_known_keys(table: &toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
@@ -126,6 +129,8 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) server: RawServer,
+    #[serde(default)]
+    pub(super) events: RawEvents,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,8 +205,9 @@ fn default_writes_per_second() -> i64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSync {
-    #[serde(default = "default_schedule")]
-    pub(super) schedule: String,
+    /// Unset: hourly with events on, every ten minutes with events off
+    /// (SPEC §7).
+    pub(super) schedule: Option<String>,
     #[serde(default = "default_true")]
     pub(super) run_on_start: bool,
     pub(super) default_team: Option<String>,
@@ -214,7 +220,7 @@ pub(super) struct RawSync {
 impl Default for RawSync {
     fn default() -> Self {
         RawSync {
-            schedule: default_schedule(),
+            schedule: None,
             run_on_start: true,
             default_team: None,
             role_attribute: default_role_attribute(),
@@ -223,9 +229,6 @@ impl Default for RawSync {
     }
 }
 
-fn default_schedule() -> String {
-    "*/10 * * * *".into()
-}
 fn default_true() -> bool {
     true
 }
@@ -325,6 +328,37 @@ fn default_log_level() -> String {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    #[serde(default = "default_event_source")]
+    pub(super) source: String,
+    #[serde(default = "default_poll_interval")]
+    pub(super) poll_interval: String,
+    #[serde(default = "default_max_affected_users")]
+    pub(super) max_affected_users: i64,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents {
+            source: default_event_source(),
+            poll_interval: default_poll_interval(),
+            max_affected_users: default_max_affected_users(),
+        }
+    }
+}
+
+fn default_event_source() -> String {
+    "system_log".into()
+}
+fn default_poll_interval() -> String {
+    "15s".into()
+}
+fn default_max_affected_users() -> i64 {
+    2000
 }
 
 fn toml_message(e: &toml::de::Error, text: &str) -> String {

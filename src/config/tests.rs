@@ -38,7 +38,15 @@ fn minimal_config_gets_every_default() {
         StoreUrl::Sqlite(PathBuf::from("/var/lib/writer-sync/writer.db"))
     );
     assert_eq!(c.store.writes_per_second.map(NonZeroU32::get), Some(500));
-    assert_eq!(c.sync.schedule.expr(), "*/10 * * * *");
+    // SPEC §7: with the System Log on (the default), full reconciles are
+    // hourly; with it off, every ten minutes.
+    assert_eq!(c.sync.schedule.expr(), "0 * * * *");
+    assert!(c.events.enabled());
+    assert_eq!(c.events.poll_interval, Duration::from_secs(15));
+    assert_eq!(c.events.max_affected_users, 2000);
+    let off = parse_ok(&format!("{MINIMAL}\n[events]\nsource = \"off\"\n"));
+    assert_eq!(off.sync.schedule.expr(), "*/10 * * * *");
+    assert!(!off.events.enabled());
     assert!(c.sync.run_on_start);
     assert_eq!(c.sync.default_team, None);
     assert_eq!(c.sync.role_attribute, "writerRole");
@@ -180,6 +188,18 @@ fn every_invalid_value_names_its_key() {
         (
             "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[server]\nlisten = \"localhost\"",
             "server.listen",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[events]\nsource = \"webhook\"",
+            "events.source",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[events]\npoll_interval = \"200ms\"",
+            "events.poll_interval",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[events]\nmax_affected_users = 0",
+            "events.max_affected_users",
         ),
     ];
     for (text, key) in cases {

@@ -20,9 +20,9 @@ use crate::config::raw::{RawConfig, RawOAuth, RawPushGroups, RawScopes};
 use crate::config::schedule::CronSchedule;
 use crate::config::secrets::{resolve_private_key, resolve_ssws_token, ssws_configured};
 use crate::config::{
-    Config, ConfigEnv, ConfigError, ConfigFile, LogConfig, LogFormat, OktaAuth, OktaConfig,
-    PushGroups, RoleSource, SafetyConfig, ServerConfig, StoreConfig, StoreOnly, SyncConfig,
-    TeamsConfig,
+    Config, ConfigEnv, ConfigError, ConfigFile, EventSource, EventsConfig, LogConfig, LogFormat,
+    OktaAuth, OktaConfig, PushGroups, RoleSource, SafetyConfig, ServerConfig, StoreConfig,
+    StoreOnly, SyncConfig, TeamsConfig,
 };
 use crate::okta::oauth::{DEFAULT_SCOPES, DpopMode};
 use crate::store::StoreUrl;
@@ -108,8 +108,13 @@ pub(super) fn validate(
         n => Some(positive_u32(n).map_err(|m| invalid("store.writes_per_second", m))?),
     };
 
-    let schedule =
-        CronSchedule::parse(&raw.sync.schedule).map_err(|m| invalid("sync.schedule", m))?;
+    let events = validate_events(&raw.events).map_err(|(key, m)| invalid(key, m))?;
+    let schedule = match &raw.sync.schedule {
+        Some(expr) => expr.as_str(),
+        None if events.enabled() => DEFAULT_SCHEDULE_WITH_EVENTS,
+        None => DEFAULT_SCHEDULE,
+    };
+    let schedule = CronSchedule::parse(schedule).map_err(|m| invalid("sync.schedule", m))?;
     let default_team = match raw.sync.default_team {
         Some(t) if t.trim().is_empty() => {
             return Err(invalid(
@@ -248,7 +253,53 @@ pub(super) fn validate(
         },
         log,
         server: ServerConfig { listen },
+        events,
     })))
+}
+
+/// The full reconcile's schedule when `sync.schedule` is unset and events
+/// are on (SPEC §7: the System Log carries changes between them) …
+pub const DEFAULT_SCHEDULE_WITH_EVENTS: &str = "0 * * * *";
+/// … and with `events.source = "off"`.
+pub const DEFAULT_SCHEDULE: &str = "*/10 * * * *";
+
+fn validate_events(raw: &super::raw::RawEvents) -> Result<EventsConfig, (&'static str, String)> {
+    let source = match raw.source.as_str() {
+        "system_log" => EventSource::SystemLog,
+        "off" => EventSource::Off,
+        other => {
+            return Err((
+                "events.source",
+                format!("{other:?} is not \"system_log\" or \"off\""),
+            ));
+        }
+    };
+    let poll_interval =
+        parse_duration(&raw.poll_interval).map_err(|m| ("events.poll_interval", m))?;
+    if poll_interval < Duration::from_secs(1) {
+        return Err((
+            "events.poll_interval",
+            "must be at least 1s (each poll is a request in the logs bucket)".into(),
+        ));
+    }
+    let max_affected_users = u32::try_from(raw.max_affected_users)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            (
+                "events.max_affected_users",
+                format!(
+                    "{} must be a whole number between 1 and {}",
+                    raw.max_affected_users,
+                    u32::MAX
+                ),
+            )
+        })?;
+    Ok(EventsConfig {
+        source,
+        poll_interval,
+        max_affected_users,
+    })
 }
 
 fn positive_u32(n: i64) -> Result<NonZeroU32, String> {

@@ -15,6 +15,7 @@ pub mod limit;
 pub mod oauth;
 pub mod page;
 mod request;
+pub mod syslog;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -328,7 +329,7 @@ pub fn valid_id<'a>(kind: &'static str, id: &'a str) -> Result<&'a str, OktaErro
 }
 
 /// Escapes a value for a double-quoted string in an Okta search expression.
-fn escape_search_value(value: &str) -> String {
+pub(crate) fn escape_search_value(value: &str) -> String {
     let mut escaped = String::with_capacity(value.len());
     for c in value.chars() {
         if c == '"' || c == '\\' {

@@ -32,7 +32,12 @@ use crate::okta::{OktaClient, lock};
 use crate::secret::Secret;
 
 /// Scopes requested when `okta.oauth.scopes` is not set: what the sync reads.
-pub const DEFAULT_SCOPES: [&str; 3] = ["okta.users.read", "okta.groups.read", "okta.apps.read"];
+pub const DEFAULT_SCOPES: [&str; 4] = [
+    "okta.users.read",
+    "okta.groups.read",
+    "okta.apps.read",
+    "okta.logs.read",
+];
 
 /// The token endpoint of the org authorization server (the only one that
 /// mints Okta API scopes).
@@ -151,7 +156,14 @@ pub(super) struct TokenManager {
     nonce: Mutex<Option<String>>,
     next_id: AtomicU64,
     last: Mutex<Option<TokenInfo>>,
+    /// Set when the app is not granted [`LOGS_SCOPE`]: token requests then
+    /// leave it out, and the sync runs full reconciles only (SPEC §7).
+    without_logs_scope: AtomicBool,
 }
+
+/// The scope of the System Log, which only the incremental sync needs: a
+/// token request refused for it is retried without it.
+pub const LOGS_SCOPE: &str = "okta.logs.read";
 
 impl TokenManager {
     pub(super) fn new(config: OAuthConfig, org_url: &Url) -> TokenManager {
@@ -168,6 +180,7 @@ impl TokenManager {
             nonce: Mutex::new(None),
             next_id: AtomicU64::new(1),
             last: Mutex::new(None),
+            without_logs_scope: AtomicBool::new(false),
         }
     }
 
@@ -217,6 +230,17 @@ impl TokenManager {
                 *current = Some(nonce.to_owned());
             }
         }
+    }
+
+    /// The scopes token requests ask for.
+    fn requested_scopes(&self) -> Vec<&str> {
+        let without_logs = self.without_logs_scope.load(Ordering::SeqCst);
+        self.config
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !(without_logs && *s == LOGS_SCOPE))
+            .collect()
     }
 
     fn current_nonce(&self) -> Option<String> {
@@ -283,7 +307,7 @@ impl TokenManager {
             .map_err(|_| self.signing("client assertion"))?;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("scope", &config.scopes.join(" "))
+            .append_pair("scope", &self.requested_scopes().join(" "))
             .append_pair(
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -602,6 +626,18 @@ impl OktaClient {
                          (set okta.oauth.dpop = \"always\" to skip the failed first request)"
                     );
                     manager.dpop.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                if body.error == "invalid_scope"
+                    && manager.config.scopes.iter().any(|s| s == LOGS_SCOPE)
+                    && !manager.without_logs_scope.swap(true, Ordering::SeqCst)
+                {
+                    warn!(
+                        client_id = %manager.config.client_id,
+                        "the okta app is not granted {LOGS_SCOPE}: asking for a token without \
+                         it; the System Log cannot be read, so the sync runs full reconciles \
+                         only (grant {LOGS_SCOPE} to the app for the incremental sync)"
+                    );
                     continue;
                 }
                 if body.error == "use_dpop_nonce"

@@ -28,7 +28,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::model::{Change, TeamRef, UserRef};
 use crate::reconcile::report::{ChangeView, change_json};
-use crate::store::{AuditRow, LockCheck, NewUser, Store, StoreError, StoreTx};
+use crate::store::{AuditRow, EventCursor, LockCheck, NewUser, Store, StoreError, StoreTx};
 
 /// Changes per transaction: small enough that a stop request or a crash
 /// loses little, large enough that commits do not dominate.
@@ -71,6 +71,10 @@ pub struct ApplyOptions<'a> {
     /// Called after each committed batch with the number of changes applied
     /// so far (progress for the watchdog).
     pub progress: &'a (dyn Fn(usize) + Send + Sync),
+    /// An incremental run's System Log position, written in the last
+    /// batch's transaction (SPEC §7: the cursor moves with the changes its
+    /// events led to, or not at all).
+    pub cursor: Option<&'a EventCursor>,
 }
 
 /// Applies `changes` in order. Returns how many were applied (committed);
@@ -84,8 +88,11 @@ pub async fn apply(
     // Ids of rows created by committed batches of this apply.
     let mut created = NewIds::default();
     let mut applied = 0;
-    for range in crate::reconcile::txorder::batches(changes, BATCH) {
+    let ranges = crate::reconcile::txorder::batches(changes, BATCH);
+    let last = ranges.len().saturating_sub(1);
+    for (n, range) in ranges.into_iter().enumerate() {
         let batch = &changes[range];
+        let cursor = if n == last { opts.cursor } else { None };
         if opts.stop.load(Ordering::SeqCst) {
             return (applied, Err(ApplyError::Stopped { applied }));
         }
@@ -95,7 +102,7 @@ pub async fn apply(
             return (applied, Err(e.into()));
         }
         let views: Vec<ChangeView> = batch.iter().map(change_json).collect();
-        match write_batch(store, batch, &views, opts.run_id, &pacer, &created).await {
+        match write_batch(store, batch, &views, opts.run_id, &pacer, &created, cursor).await {
             Ok(staged) => created.absorb(staged),
             Err(e) => return (applied, Err(e)),
         }
@@ -123,11 +130,15 @@ async fn write_batch(
     run_id: i64,
     pacer: &Pacer,
     created: &NewIds,
+    cursor: Option<&EventCursor>,
 ) -> Result<NewIds, ApplyError> {
     let mut tx = store.begin().await?;
     let mut ids = Ids::new(created);
     match write_runs(&mut tx, batch, views, run_id, pacer, &mut ids).await {
         Ok(()) => {
+            if let Some(cursor) = cursor {
+                tx.set_event_cursor(cursor).await?;
+            }
             tx.commit().await?;
             Ok(ids.staged)
         }

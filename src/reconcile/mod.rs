@@ -7,7 +7,9 @@
 //! every outcome, including failures, is a [`Report`].
 
 pub mod apply;
+pub mod events;
 pub mod guard;
+pub mod incremental;
 pub mod observe;
 pub mod plan;
 pub mod report;
@@ -37,6 +39,10 @@ pub enum Trigger {
     Signal,
     /// `writer-sync demo`.
     Demo,
+    /// An incremental run from the System Log (SPEC §7).
+    Events,
+    /// A full reconcile an incremental run asked for (SPEC §7 fallback).
+    Fallback,
 }
 
 impl Trigger {
@@ -47,6 +53,8 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Signal => "signal",
             Trigger::Demo => "demo",
+            Trigger::Events => "events",
+            Trigger::Fallback => "fallback",
         }
     }
 }
@@ -100,6 +108,13 @@ pub fn holder_id() -> String {
 pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
     let started = Instant::now();
     let report = run_inner(ctx, opts, started).await;
+    log_finished(&report, opts.trigger.as_str());
+    report
+}
+
+/// The `sync finished` event of a run (full or incremental), with its
+/// trigger and counts; the lock-held non-run is logged as skipped.
+pub fn log_finished(report: &Report, trigger: &str) {
     let counts = &report.counts;
     let fields = serde_json::to_value(counts).unwrap_or_default();
     if report.lock_busy() {
@@ -108,13 +123,14 @@ pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
             error = report.error.as_deref(),
             "sync skipped: another instance holds the store's sync lock"
         );
-        return report;
+        return;
     }
     let level_error = matches!(report.status, Status::Failed | Status::Blocked);
     macro_rules! finished {
         ($lvl:ident) => {
             tracing::$lvl!(
                 status = report.status.as_str(),
+                trigger,
                 run_id = report.run_id,
                 duration_ms = report.duration_ms,
                 planned = report.planned,
@@ -142,7 +158,6 @@ pub async fn run_once(ctx: &SyncContext, opts: &RunOptions) -> Report {
     } else {
         finished!(info);
     }
-    report
 }
 
 async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Report {
@@ -209,24 +224,35 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
     .await;
     report.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(id) = run_id {
-        let counts = serde_json::to_string(&report.counts).unwrap_or_default();
-        if let Err(e) = store
-            .finish_run(id, report.status.as_str(), &counts, report.error.as_deref())
-            .await
-        {
-            tracing::error!(run_id = id, error = %error_chain(&e), "could not record the run outcome");
-            if report.status == Status::Ok {
-                report.status = Status::Failed;
-                report.failure = Some(FailureKind::of_store(&e));
-                report.error = Some(format!(
-                    "changes applied but the run outcome was not recorded: {}",
-                    error_chain(&e)
-                ));
-            }
-        }
+        record_outcome(store, id, &mut report).await;
     }
     release(lock).await;
     report
+}
+
+/// Records a run's outcome in `sync_runs`; an `ok` run whose record cannot
+/// be written is reported `failed`.
+pub(crate) async fn record_outcome(store: &crate::store::Store, run_id: i64, report: &mut Report) {
+    let counts = serde_json::to_string(&report.counts).unwrap_or_default();
+    if let Err(e) = store
+        .finish_run(
+            run_id,
+            report.status.as_str(),
+            &counts,
+            report.error.as_deref(),
+        )
+        .await
+    {
+        tracing::error!(run_id, error = %error_chain(&e), "could not record the run outcome");
+        if report.status == Status::Ok {
+            report.status = Status::Failed;
+            report.failure = Some(FailureKind::of_store(&e));
+            report.error = Some(format!(
+                "changes applied but the run outcome was not recorded: {}",
+                error_chain(&e)
+            ));
+        }
+    }
 }
 
 async fn release(lock: Option<crate::store::SyncLock>) {
@@ -245,21 +271,13 @@ async fn observe_plan_apply(
     started: Instant,
 ) -> Report {
     let config = &ctx.config;
-    let mut report = Report {
-        status: Status::Failed,
-        counts: Counts::default(),
-        changes: Vec::new(),
-        findings: Vec::new(),
-        error: None,
-        run_id,
-        duration_ms: 0,
-        planned: 0,
-        failure: None,
-    };
+    let mut report = Report::new(run_id);
 
     // Observe: Okta and the store at once; any failure means no plan at all.
     // A stop request while observing ends the run at once: nothing has
-    // been written yet, so there is nothing to finish.
+    // been written yet, so there is nothing to finish. Events from this
+    // moment on are the next poll's (SPEC §7: the cursor's floor).
+    let observe_started_ms = crate::store::now_ms();
     let observed = tokio::select! {
         both = async {
             tokio::join!(
@@ -308,12 +326,37 @@ async fn observe_plan_apply(
     let planning = Instant::now();
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
     let plan_ms = planning.elapsed().as_millis() as u64;
+    tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
+    let cursor = incremental::full_run_cursor(config, &okta_state, &plan, observe_started_ms);
     drop(store_state);
     drop(okta_state);
+    let report = guard_and_apply(ctx, opts, lock, plan, report, None).await;
+    if report.status == Status::Ok
+        && let Some(cursor) = cursor
+        && let Err(e) = ctx.store.set_event_cursor(&cursor).await
+    {
+        // The older cursor stays: the next poll reads more events again.
+        tracing::warn!(error = %error_chain(&e), "could not move the System Log cursor to this full reconcile");
+    }
+    report
+}
+
+/// Guard, then apply (or not): the part of a run after its plan, the same
+/// for a full reconcile and an incremental run. `cursor` is written with
+/// the last batch (an incremental run's System Log position).
+async fn guard_and_apply(
+    ctx: &SyncContext,
+    opts: &RunOptions,
+    lock: Option<crate::store::LockCheck>,
+    plan: Plan,
+    mut report: Report,
+    cursor: Option<&crate::store::EventCursor>,
+) -> Report {
+    let config = &ctx.config;
+    let run_id = report.run_id;
     log_findings(&plan);
     report.findings = plan.findings.clone();
     report.planned = plan.changes.len();
-    tracing::info!(planned = report.planned, plan_ms, "planned");
     let reasons = guard::guard(&plan, &config.safety_limits());
     let Plan {
         changes,
@@ -359,6 +402,7 @@ async fn observe_plan_apply(
         stop: &opts.stop,
         lock,
         progress: &progress_fn,
+        cursor,
     };
     let applying = Instant::now();
     let (applied, result) = apply(&ctx.store, &changes, &apply_opts).await;
@@ -393,13 +437,13 @@ async fn observe_plan_apply(
 }
 
 /// Resolves once `stop` is set (polled: the flag is set from signal tasks).
-async fn stop_requested(stop: &AtomicBool) {
+pub(crate) async fn stop_requested(stop: &AtomicBool) {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
-fn log_findings(plan: &Plan) {
+pub(crate) fn log_findings(plan: &Plan) {
     for f in &plan.findings {
         match f.severity {
             Severity::Error => tracing::error!(finding = %f.message, "skipped"),

@@ -216,7 +216,11 @@ async fn group_members(
     Ok(members)
 }
 
-fn from_app_user(app_user: AppUser, role_attribute: &str, role_source: RoleSource) -> OktaUser {
+pub(crate) fn from_app_user(
+    app_user: AppUser,
+    role_attribute: &str,
+    role_source: RoleSource,
+) -> OktaUser {
     let role_from_app = role_value(&app_user.profile, role_attribute);
     match app_user.user {
         Some(user) => {
@@ -241,7 +245,7 @@ fn from_app_user(app_user: AppUser, role_attribute: &str, role_source: RoleSourc
     }
 }
 
-fn from_user(user: User, role: Option<String>) -> OktaUser {
+pub(crate) fn from_user(user: User, role: Option<String>) -> OktaUser {
     let p = user.profile;
     OktaUser {
         id: user.id,
@@ -256,10 +260,20 @@ fn from_user(user: User, role: Option<String>) -> OktaUser {
 
 /// The role attribute's value as text: strings as they are, null/absent as
 /// `None`, anything else as its JSON text (the planner then warns about it).
-fn role_value(profile: &Map<String, Value>, attribute: &str) -> Option<String> {
+pub(crate) fn role_value(profile: &Map<String, Value>, attribute: &str) -> Option<String> {
     match profile.get(attribute)? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
+}
+
+/// App-user statuses that mean the user no longer has the app: disabled and
+/// waiting for deprovisioning, deprovisioned, or inactive (Okta's
+/// `AppUserStatus`); such an app user is treated as unassigned.
+pub(crate) fn app_user_in_scope(app_user: &AppUser) -> bool {
+    !matches!(
+        app_user.status.as_deref(),
+        Some("REVOKED" | "DEPROVISIONED" | "INACTIVE")
+    )
 }

@@ -140,6 +140,21 @@ impl Serialize for ChangesJson<'_> {
 }
 
 impl Report {
+    /// A report to fill in: `failed` with no error yet, nothing counted.
+    pub fn new(run_id: Option<i64>) -> Report {
+        Report {
+            status: Status::Failed,
+            counts: Counts::default(),
+            changes: Vec::new(),
+            findings: Vec::new(),
+            error: None,
+            run_id,
+            duration_ms: 0,
+            planned: 0,
+            failure: None,
+        }
+    }
+
     /// The run did not start because another process held the store's sync
     /// lock (status `failed`; the daemon treats it as a skipped tick).
     pub fn lock_busy(&self) -> bool {

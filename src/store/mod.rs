@@ -14,6 +14,7 @@
 //! inside a [`StoreTx`], so every change and its audit row commit or roll
 //! back together. Migrations run on connect.
 
+mod cursor;
 pub mod dump;
 mod lock;
 mod runs;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
+pub use self::cursor::EventCursor;
 pub use self::lock::{LockCheck, SyncLock};
 pub use self::runs::{AuditRecord, RunRecord};
 pub use self::tx::{AuditRow, MAX_BIND_PARAMS, NewUser, StoreTx};
@@ -117,23 +119,40 @@ impl fmt::Debug for Store {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let (init, name) = match backend {
-        Backend::Sqlite => (
+    // (version, name, SQLite, PostgreSQL): one list, so both dialects always
+    // carry the same migrations.
+    let migrations: [(i64, &str, &str, &str); 2] = [
+        (
+            1,
+            "init",
             include_str!("../../migrations/sqlite/0001_init.sql"),
-            "init",
-        ),
-        Backend::Postgres => (
             include_str!("../../migrations/postgres/0001_init.sql"),
-            "init",
         ),
-    };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed(name),
-        MigrationType::Simple,
-        init.into_sql_str(),
-        false,
-    )])
+        (
+            4,
+            "event_cursor",
+            include_str!("../../migrations/sqlite/0004_event_cursor.sql"),
+            include_str!("../../migrations/postgres/0004_event_cursor.sql"),
+        ),
+    ];
+    Migrator::with_migrations(
+        migrations
+            .into_iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Current time as Unix epoch milliseconds (the store's timestamp unit).

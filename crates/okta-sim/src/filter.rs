@@ -176,6 +176,21 @@ impl Expr {
         }
     }
 
+    /// Evaluates against an object whose attributes may have several values
+    /// (`target.id` of a System Log event): a comparison holds when one of
+    /// them does. Case-sensitive, like the System Log's `filter`.
+    pub(crate) fn matches_any(&self, get: &dyn Fn(&str) -> Vec<String>) -> bool {
+        match self {
+            Expr::And(a, b) => a.matches_any(get) && b.matches_any(get),
+            Expr::Or(a, b) => a.matches_any(get) || b.matches_any(get),
+            Expr::Compare { attr, op, value } => get(attr).iter().any(|actual| match op {
+                Op::Eq => actual == value,
+                Op::StartsWith => actual.starts_with(value.as_str()),
+                Op::Contains => actual.contains(value.as_str()),
+            }),
+        }
+    }
+
     /// Whether only `eq` is used (what Okta's `filter` allows).
     pub(crate) fn only_eq(&self) -> bool {
         match self {

@@ -21,6 +21,7 @@ pub mod org;
 mod profile;
 mod routes;
 mod server;
+pub mod syslog;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use url::Url;
 pub use crate::bucket::Bucket;
 pub use crate::oauth::SimOAuth;
 use crate::org::Org;
+pub use crate::syslog::LogTiming;
 
 /// Requests per window per [`Bucket`]. Defaults are Okta's last published
 /// org-wide per-minute limits (Workforce Identity): a single token may by
@@ -214,6 +216,8 @@ pub struct SimOptions {
     /// An OAuth service app: enables `POST /oauth2/v1/token` and access
     /// tokens on the API (the SSWS token keeps working too).
     pub oauth: Option<SimOAuth>,
+    /// When System Log entries become visible (`syslog.rs`).
+    pub log_timing: LogTiming,
 }
 
 impl Default for SimOptions {
@@ -233,6 +237,7 @@ impl Default for SimOptions {
             forbidden: false,
             faults: Vec::new(),
             oauth: None,
+            log_timing: LogTiming::default(),
         }
     }
 }
@@ -366,9 +371,25 @@ impl SimHandle {
         f(&lock(&self.shared.org))
     }
 
-    /// Changes the org between (or during) runs.
+    /// Changes the org between (or during) runs. Every change is written to
+    /// the System Log, published now (the simulator's clock).
     pub fn org_mut<R>(&self, f: impl FnOnce(&mut Org) -> R) -> R {
-        f(&mut lock(&self.shared.org))
+        let timing = lock(&self.shared.config).options.log_timing;
+        let now = self.shared.clock.wall(tokio::time::Instant::now());
+        let mut org = lock(&self.shared.org);
+        let result = f(&mut org);
+        org.log.stamp(now, timing);
+        result
+    }
+
+    /// Changes when System Log entries become visible.
+    pub fn set_log_timing(&self, timing: LogTiming) {
+        lock(&self.shared.config).options.log_timing = timing;
+    }
+
+    /// The simulator's wall clock (tokio time plus the configured offset).
+    pub fn now(&self) -> std::time::SystemTime {
+        self.shared.clock.wall(tokio::time::Instant::now())
     }
 
     /// Replaces the injected faults.

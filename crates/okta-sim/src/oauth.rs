@@ -60,9 +60,14 @@ impl SimOAuth {
         SimOAuth {
             client_id: client_id.into(),
             keys: vec![public_jwk],
-            granted_scopes: ["okta.users.read", "okta.groups.read", "okta.apps.read"]
-                .map(str::to_owned)
-                .to_vec(),
+            granted_scopes: [
+                "okta.users.read",
+                "okta.groups.read",
+                "okta.apps.read",
+                "okta.logs.read",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
             require_dpop: false,
             token_lifetime: Duration::from_secs(3600),
             clock_skew: Duration::from_secs(10),
@@ -456,6 +461,7 @@ pub(crate) fn required_scope(path: &str) -> Option<&'static str> {
         ["", "api", "v1", "apps", ..] => Some("okta.apps.read"),
         ["", "api", "v1", "groups", ..] => Some("okta.groups.read"),
         ["", "api", "v1", "users", ..] => Some("okta.users.read"),
+        ["", "api", "v1", "logs", ..] => Some("okta.logs.read"),
         _ => None,
     }
 }
@@ -729,7 +735,8 @@ mod tests {
             Some("okta.groups.read")
         );
         assert_eq!(required_scope("/api/v1/users"), Some("okta.users.read"));
-        assert_eq!(required_scope("/api/v1/logs"), None);
+        assert_eq!(required_scope("/api/v1/logs"), Some("okta.logs.read"));
+        assert_eq!(required_scope("/api/v1/meta/other"), None);
         let granted = vec!["okta.groups.manage".to_owned()];
         assert!(has_scope(&granted, "okta.groups.read"));
         assert!(!has_scope(&granted, "okta.users.read"));

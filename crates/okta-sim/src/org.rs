@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use crate::syslog::{EventLog, LogTarget, status_event};
+
 use crate::hash::mix;
 use crate::profile::user_profile;
 
@@ -169,6 +171,8 @@ pub struct Org {
     pub(crate) seed: u64,
     /// Counter behind new ids.
     next_serial: u64,
+    /// An entry for every change (`syslog.rs`).
+    pub(crate) log: EventLog,
 }
 
 impl fmt::Debug for Org {
@@ -198,6 +202,7 @@ impl Org {
             assigned_groups: BTreeMap::new(),
             seed,
             next_serial: 0,
+            log: EventLog::with_seed(seed),
         }
     }
 
@@ -336,6 +341,10 @@ impl Org {
     pub fn add_user(&mut self, status: UserStatus, profile: Map<String, Value>) -> String {
         let id = self.new_id("00u");
         self.insert_user(id.clone(), status, Profile::Stored(Box::new(profile)));
+        self.log_user("user.lifecycle.create", &id);
+        if status == UserStatus::Active {
+            self.log_user("user.lifecycle.activate", &id);
+        }
         id.to_string()
     }
 
@@ -353,14 +362,19 @@ impl Org {
     /// Changes a user's status. DEPROVISIONED also removes the direct app
     /// assignment (see the module docs).
     pub fn set_user_status(&mut self, user_id: &str, status: UserStatus) -> Result<(), OrgError> {
+        let access = self.app_access([user_id]);
         let user = self
             .users
             .get_mut(user_id)
             .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
-        user.status = status;
+        let before = std::mem::replace(&mut user.status, status);
         if status == UserStatus::Deprovisioned {
             self.direct.remove(user_id);
         }
+        if let Some(event_type) = status_event(before, status) {
+            self.log_user(event_type, user_id);
+        }
+        self.log_app_access(access);
         Ok(())
     }
 
@@ -386,11 +400,14 @@ impl Org {
                 map.insert(key.to_owned(), value);
             }
         }
+        self.log_user("user.account.update_profile", user_id);
         Ok(())
     }
 
     /// Deletes a user: gone from listings, groups and assignments.
     pub fn delete_user(&mut self, user_id: &str) -> Result<(), OrgError> {
+        let access = self.app_access([user_id]);
+        let target = self.user_target(user_id);
         let (id, user) = self
             .users
             .remove_entry(user_id)
@@ -401,6 +418,14 @@ impl Org {
             }
         }
         self.direct.remove(&id);
+        self.log.record(
+            "user.lifecycle.delete.initiated",
+            "SUCCESS",
+            vec![target.clone()],
+        );
+        self.log
+            .record("user.lifecycle.delete.completed", "SUCCESS", vec![target]);
+        self.log_app_access(access);
         Ok(())
     }
 
@@ -417,6 +442,7 @@ impl Org {
                 members: BTreeSet::new(),
             },
         );
+        self.log_group("group.lifecycle.create", &id);
         id.to_string()
     }
 
@@ -430,11 +456,18 @@ impl Org {
             .get_mut(group_id)
             .ok_or_else(|| OrgError::UnknownGroup(group_id.to_owned()))?;
         group.name = name.to_owned();
+        self.log_group("group.profile.update", group_id);
         Ok(())
     }
 
     /// Deletes a group with its memberships and app assignment.
     pub fn delete_group(&mut self, group_id: &str) -> Result<(), OrgError> {
+        let members = self.group_members(group_id).unwrap_or_default();
+        let access = self.app_access(members.iter().map(String::as_str));
+        let target = self
+            .groups
+            .get(group_id)
+            .map(|g| LogTarget::group(group_id, &g.name));
         let (id, group) = self
             .groups
             .remove_entry(group_id)
@@ -445,6 +478,11 @@ impl Org {
             }
         }
         self.assigned_groups.remove(&id);
+        if let Some(target) = target {
+            self.log
+                .record("group.lifecycle.delete", "SUCCESS", vec![target]);
+        }
+        self.log_app_access(access);
         Ok(())
     }
 
@@ -460,7 +498,16 @@ impl Org {
             .get_key_value(user_id)
             .map(|(id, _)| id.clone())
             .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
+        let access = self.app_access([user_id]);
+        let added = self
+            .groups
+            .get(&gid)
+            .is_some_and(|g| !g.members.contains(&uid));
         self.add_member_ids(&gid, &uid);
+        if added {
+            self.log_membership("group.user_membership.add", group_id, user_id);
+        }
+        self.log_app_access(access);
         Ok(())
     }
 
@@ -475,6 +522,7 @@ impl Org {
 
     /// Removes a member (no-op when not a member).
     pub fn remove_member(&mut self, group_id: &str, user_id: &str) -> Result<(), OrgError> {
+        let access = self.app_access([user_id]);
         let group = self
             .groups
             .get_mut(group_id)
@@ -483,8 +531,12 @@ impl Org {
             .users
             .get_mut(user_id)
             .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
-        group.members.remove(user_id);
+        let removed = group.members.remove(user_id);
         user.groups.retain(|g| g.as_ref() != group_id);
+        if removed {
+            self.log_membership("group.user_membership.remove", group_id, user_id);
+        }
+        self.log_app_access(access);
         Ok(())
     }
 
@@ -500,16 +552,27 @@ impl Org {
             .get_key_value(user_id)
             .map(|(id, _)| id.clone())
             .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
+        let access = self.app_access([user_id]);
         self.direct.insert(id, profile);
+        if access.iter().all(|(_, had)| *had) {
+            self.log_app_user("application.user_membership.update", user_id);
+        }
+        self.log_app_access(access);
         Ok(())
     }
 
     /// Removes a direct assignment (group-based access stays).
     pub fn unassign_user(&mut self, user_id: &str) -> Result<(), OrgError> {
+        let access = self.app_access([user_id]);
         self.direct
             .remove(user_id)
-            .map(|_| ())
-            .ok_or_else(|| OrgError::NotAssigned(user_id.to_owned()))
+            .ok_or_else(|| OrgError::NotAssigned(user_id.to_owned()))?;
+        if self.app_access([user_id]).iter().all(|(_, has)| *has) {
+            // Still assigned through a group: its app-user profile changed.
+            self.log_app_user("application.user_membership.update", user_id);
+        }
+        self.log_app_access(access);
+        Ok(())
     }
 
     /// Sets (or with `Value::Null`, removes) an attribute of a direct
@@ -529,6 +592,7 @@ impl Org {
         } else {
             profile.insert(key.to_owned(), value);
         }
+        self.log_app_user("application.user_membership.update", user_id);
         Ok(())
     }
 
@@ -544,16 +608,30 @@ impl Org {
             .get_key_value(group_id)
             .map(|(id, _)| id.clone())
             .ok_or_else(|| OrgError::UnknownGroup(group_id.to_owned()))?;
+        let members = self.group_members(group_id).unwrap_or_default();
+        let access = self.app_access(members.iter().map(String::as_str));
+        let update = self.assigned_groups.contains_key(&id);
         self.assigned_groups
             .insert(id, GroupAssignment { priority, profile });
+        let event_type = if update {
+            "group.application_assignment.update"
+        } else {
+            "group.application_assignment.add"
+        };
+        self.log_group_assignment(event_type, group_id);
+        self.log_app_access(access);
         Ok(())
     }
 
     pub fn unassign_group(&mut self, group_id: &str) -> Result<(), OrgError> {
+        let members = self.group_members(group_id).unwrap_or_default();
+        let access = self.app_access(members.iter().map(String::as_str));
         self.assigned_groups
             .remove(group_id)
-            .map(|_| ())
-            .ok_or_else(|| OrgError::UnknownGroup(group_id.to_owned()))
+            .ok_or_else(|| OrgError::UnknownGroup(group_id.to_owned()))?;
+        self.log_group_assignment("group.application_assignment.remove", group_id);
+        self.log_app_access(access);
+        Ok(())
     }
 
     // ------------------------------------------------------------------

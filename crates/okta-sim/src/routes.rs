@@ -155,8 +155,148 @@ impl Shared {
                         .map(|(id, user)| (id, org.user_json(base, id, user))),
                 ))
             }
-            _ => Err(not_found(ctx.path, "Resource")),
+            _ => self
+                .route_incremental(org, ctx, &segments)
+                .unwrap_or_else(|| Err(not_found(ctx.path, "Resource"))),
         }
+    }
+
+    /// What an incremental sync reads (SPEC §7): the System Log, one app
+    /// user, one user and its groups. `None`: not one of these paths.
+    fn route_incremental(
+        &self,
+        org: &Org,
+        ctx: &Ctx<'_>,
+        segments: &[&str],
+    ) -> Option<Result<Routed, Reply>> {
+        let base = self.base.as_str();
+        let not_found = |id: &str, kind: &str| {
+            Err(Reply::error(
+                StatusCode::NOT_FOUND,
+                "E0000007",
+                &format!("Not found: Resource not found: {id} ({kind})"),
+                ctx.serial,
+            ))
+        };
+        Some(match segments {
+            ["", "api", "v1", "logs"] => self.system_log(org, ctx),
+            ["", "api", "v1", "apps", app_id, "users", user_id] => {
+                if *app_id != org.app_id() {
+                    return Some(not_found(app_id, "AppInstance"));
+                }
+                let embed = ctx
+                    .param("expand")
+                    .is_some_and(|e| e.split(',').any(|part| part.trim() == "user"));
+                match org.users.get_key_value(*user_id) {
+                    Some((id, user)) => match org.app_assignment(id, user) {
+                        Some((scope, profile)) => Ok(Routed::Object(
+                            org.app_user_json(base, id, user, scope, profile, embed),
+                        )),
+                        None => not_found(user_id, "AppUser"),
+                    },
+                    None => not_found(user_id, "User"),
+                }
+            }
+            ["", "api", "v1", "users", user_id] => match org.users.get_key_value(*user_id) {
+                Some((id, user)) => Ok(Routed::Object(org.user_json(base, id, user))),
+                None => not_found(user_id, "User"),
+            },
+            ["", "api", "v1", "users", user_id, "groups"] => match org.users.get(*user_id) {
+                Some(user) => {
+                    let mut ids: Vec<&Id> = user.groups.iter().collect();
+                    ids.sort();
+                    Ok(Routed::Listing {
+                        items: ids
+                            .into_iter()
+                            .filter_map(|g| Some(org.group_json(base, g, org.groups.get(g)?)))
+                            .collect(),
+                        next: None,
+                    })
+                }
+                None => not_found(user_id, "User"),
+            },
+            _ => return None,
+        })
+    }
+
+    /// `GET /api/v1/logs` as a polling query: `since` or an `after` cursor,
+    /// ascending, `limit` (0–1,000, default 100), `filter`; the `next` link
+    /// is always there, also after an empty page.
+    fn system_log(&self, org: &Org, ctx: &Ctx<'_>) -> Result<Routed, Reply> {
+        let bad = |code: &str, summary: &str| {
+            Err(Reply::error(
+                StatusCode::BAD_REQUEST,
+                code,
+                summary,
+                ctx.serial,
+            ))
+        };
+        if ctx.param("until").is_some()
+            || ctx
+                .param("sortOrder")
+                .is_some_and(|o| !o.eq_ignore_ascii_case("ASCENDING"))
+        {
+            return bad(
+                "E0000001",
+                "Api validation failed: the simulator serves polling queries only \
+                 (sortOrder=ASCENDING, no until)",
+            );
+        }
+        let now = self.clock.wall(tokio::time::Instant::now());
+        let since = match ctx.param("since") {
+            None => None,
+            Some(text) => match crate::syslog::parse_rfc3339(text) {
+                Some(since) => Some(since),
+                None => return bad("E0000001", "Api validation failed: since"),
+            },
+        };
+        if since.is_some_and(|s| {
+            now.duration_since(s)
+                .is_ok_and(|age| age > crate::syslog::MAX_SINCE_AGE)
+        }) {
+            return bad(
+                "E0000053",
+                "Invalid request: The since parameter is over 180 days prior to the current day.",
+            );
+        }
+        let after = match ctx.param("after") {
+            None => None,
+            Some(cursor) => {
+                let parsed = decode_cursor(cursor).and_then(|(_, last)| {
+                    let (ms, seq) = last.split_once(':')?;
+                    Some((ms.parse().ok()?, seq.parse().ok()?))
+                });
+                match parsed {
+                    Some(after) => Some(after),
+                    None => return bad("E0000001", "Api validation failed: after"),
+                }
+            }
+        };
+        let filter = match ctx.param("filter") {
+            None => None,
+            Some(text) => match filter::parse(text) {
+                Ok(expr) => Some(expr),
+                Err(e) => return bad("E0000053", &format!("Invalid filter: {e}")),
+            },
+        };
+        let limit = ctx
+            .param("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(100)
+            .min(1_000);
+        let (page, (ms, seq)) = org.event_log().poll(
+            &crate::syslog::LogQuery {
+                since,
+                after,
+                limit,
+                filter: filter.as_ref(),
+            },
+            now,
+        );
+        Ok(Routed::Listing {
+            items: page.into_iter().map(crate::syslog::entry_json).collect(),
+            next: Some(encode_cursor(0, &format!("{ms}:{seq}"))),
+        })
     }
 
     /// `search` (values compared ignoring case) or `filter` (only `eq`, exact).

@@ -93,7 +93,7 @@ pub(crate) struct SimClock {
 }
 
 impl SimClock {
-    fn wall(&self, at: Instant) -> SystemTime {
+    pub(crate) fn wall(&self, at: Instant) -> SystemTime {
         let wall = self.wall_at_start + at.saturating_duration_since(self.start);
         let offset = self.offset_ms.load(Ordering::SeqCst);
         let shift = Duration::from_millis(offset.unsigned_abs());
@@ -225,6 +225,8 @@ impl Shared {
         };
         config.set_faults(faults);
         let token = config.options.token.clone();
+        let mut org = org;
+        org.log.forget();
         Shared {
             org: Mutex::new(org),
             config: Mutex::new(config),

@@ -1,0 +1,600 @@
+//! One incremental run (SPEC §7): read the System Log from the cursor, turn
+//! its events into the users to read again, read those (and every user
+//! sharing an email with them) from Okta, and plan over that part of Okta
+//! with the one planner, guard and apply of a full run (`trigger =
+//! "events"`). When in doubt, hand over to a full reconcile.
+//!
+//! Invariant: the cursor moves in the same transaction as the last change
+//! its events led to (or alone when they led to none), never before: a
+//! crash anywhere reads the same events again, and since events are only
+//! hints re-read as state, applying them twice plans nothing. A run that
+//! cannot tell the whole effect of its events (an event it cannot scope,
+//! a burst, a read error, a cursor Okta refuses) writes nothing and asks
+//! for a full reconcile.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::config::{Config, PushGroups};
+use crate::model::{OktaGroup, OktaState, OktaUser, Plan, StoreState};
+use crate::okta::OktaClient;
+use crate::okta::error::OktaError;
+use crate::okta::syslog::LogEvent;
+use crate::reconcile::events::{self, EventContext, FallbackReason};
+use crate::reconcile::observe::{from_app_user, from_user, role_value};
+use crate::reconcile::plan::scope::{Scope, ids_holding, okta_email_key, scope_email_keys};
+use crate::reconcile::report::{FailureKind, Report, Status};
+use crate::reconcile::{RunOptions, SyncContext, error_chain, guard_and_apply};
+use crate::store::{EventCursor, StoreError, now_ms};
+
+/// Events published this long before a full reconcile's observe started
+/// are read again by the first poll after it: Okta persists events a little
+/// after `published`, and a change made while the full run read its page is
+/// not in its view.
+pub const SINCE_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// A cursor this old is past the log's retention (Okta keeps 90 days and
+/// refuses a `since` over 180 days): the events in between are gone, so a
+/// full reconcile is needed.
+pub const MAX_CURSOR_AGE: Duration = Duration::from_secs(80 * 24 * 3600);
+
+/// How many times the scope is widened by shared emails before the run
+/// gives up and asks for a full reconcile.
+const MAX_WIDENINGS: usize = 4;
+
+/// What the last successful full reconcile saw that a plan over part of
+/// Okta needs; kept with the cursor (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The app and the pushed-groups setting it was made under.
+    pub config_key: String,
+    /// The pushed groups: id and name.
+    pub pushed: Vec<(String, String)>,
+    /// Groups assigned to the app, when that is what is pushed.
+    pub app_groups: Option<Vec<String>>,
+    /// Okta users skipped while their email was usable, with the email key
+    /// they wanted (`Plan::email_skips`).
+    pub email_skips: Vec<(String, String)>,
+}
+
+/// How an incremental run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing new in the System Log (one request).
+    Idle,
+    /// Events were read and planned over: the report (a run was recorded
+    /// when the plan had changes, failed or was blocked).
+    Ran(Box<Report>),
+    /// A full reconcile is needed instead; nothing was written.
+    Fallback {
+        reason: FallbackReason,
+        detail: String,
+    },
+    /// The credential may not read the System Log (SPEC §7: full reconciles
+    /// only, `check` says `events: unavailable`).
+    Unavailable(String),
+    /// Another instance holds the store's sync lock.
+    LockHeld,
+    /// The store could not be used.
+    StoreFailed(String),
+}
+
+/// An incremental run's outcome and what it read.
+#[derive(Debug)]
+pub struct EventsRun {
+    pub outcome: Outcome,
+    /// Events read this run, by type (after dropping repeats).
+    pub events_by_type: BTreeMap<String, u64>,
+    /// `published` of the newest event processed.
+    pub newest_published_ms: Option<i64>,
+    /// Okta requests this run made.
+    pub requests: u64,
+}
+
+impl EventsRun {
+    fn new(outcome: Outcome) -> EventsRun {
+        EventsRun {
+            outcome,
+            events_by_type: BTreeMap::new(),
+            newest_published_ms: None,
+            requests: 0,
+        }
+    }
+}
+
+/// The config a cursor belongs to: a change of app or pushed groups makes
+/// the baseline stale.
+pub fn config_key(config: &Config) -> String {
+    let groups = match &config.teams.push_groups {
+        PushGroups::Assigned => "assigned".to_string(),
+        PushGroups::Named(names) => format!("named:{}", names.join("\u{1f}")),
+    };
+    format!(
+        "app={};groups={groups}",
+        config.okta.app_id.as_deref().unwrap_or("")
+    )
+}
+
+/// The cursor a successful full reconcile leaves: start at its observe
+/// (less [`SINCE_MARGIN`]), with what it saw. `None` with events off.
+pub fn full_run_cursor(
+    config: &Config,
+    okta: &OktaState,
+    plan: &Plan,
+    observe_started_ms: i64,
+) -> Option<EventCursor> {
+    if !config.events.enabled() {
+        return None;
+    }
+    let baseline = Baseline {
+        config_key: config_key(config),
+        pushed: okta
+            .groups
+            .iter()
+            .map(|g| (g.id.clone(), g.name.clone()))
+            .collect(),
+        app_groups: matches!(config.teams.push_groups, PushGroups::Assigned)
+            .then(|| okta.groups.iter().map(|g| g.id.clone()).collect()),
+        email_skips: plan.email_skips.clone(),
+    };
+    Some(EventCursor {
+        next_url: None,
+        since_ms: observe_started_ms - SINCE_MARGIN.as_millis() as i64,
+        last_published_ms: None,
+        seen: Vec::new(),
+        baseline: serde_json::to_string(&baseline).unwrap_or_default(),
+    })
+}
+
+/// One incremental run: lock, poll, plan over what the events name, apply.
+pub async fn run_events(ctx: &SyncContext, opts: &RunOptions) -> EventsRun {
+    let started = Instant::now();
+    let requests_before = requests_of(&ctx.okta);
+    let lock = match ctx.store.try_lock(&ctx.holder).await {
+        Ok(lock) => lock,
+        Err(StoreError::Locked { .. }) => return EventsRun::new(Outcome::LockHeld),
+        Err(e) => return EventsRun::new(Outcome::StoreFailed(error_chain(&e))),
+    };
+    let mut run = poll_plan_apply(ctx, opts, &lock, started).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %error_chain(&e), "could not release the sync lock (it expires on its own)");
+    }
+    run.requests = requests_of(&ctx.okta).saturating_sub(requests_before);
+    run
+}
+
+fn requests_of(okta: &OktaClient) -> u64 {
+    okta.stats().requests.values().sum()
+}
+
+async fn poll_plan_apply(
+    ctx: &SyncContext,
+    opts: &RunOptions,
+    lock: &crate::store::SyncLock,
+    started: Instant,
+) -> EventsRun {
+    let config = &ctx.config;
+    let fallback = |reason, detail: String| EventsRun::new(Outcome::Fallback { reason, detail });
+    let cursor = match ctx.store.event_cursor().await {
+        Ok(Some(cursor)) => cursor,
+        Ok(None) => {
+            return fallback(
+                FallbackReason::NoCursor,
+                "no full reconcile has set a System Log cursor yet".into(),
+            );
+        }
+        Err(e) => return EventsRun::new(Outcome::StoreFailed(error_chain(&e))),
+    };
+    let baseline: Baseline = match serde_json::from_str(&cursor.baseline) {
+        Ok(b) => b,
+        Err(e) => {
+            return fallback(
+                FallbackReason::ConfigChanged,
+                format!("the cursor's baseline is unreadable: {e}"),
+            );
+        }
+    };
+    if baseline.config_key != config_key(config) {
+        return fallback(
+            FallbackReason::ConfigChanged,
+            "okta.app_id or teams.push_groups changed since the last full reconcile".into(),
+        );
+    }
+    let last_seen = cursor.last_published_ms.unwrap_or(0).max(cursor.since_ms);
+    if now_ms() - last_seen > MAX_CURSOR_AGE.as_millis() as i64 {
+        return fallback(
+            FallbackReason::CursorExpired,
+            format!(
+                "the cursor is {} days old; the System Log keeps 90",
+                (now_ms() - last_seen) / 86_400_000
+            ),
+        );
+    }
+    let start = match &cursor.next_url {
+        Some(url) => match Url::parse(url) {
+            Ok(url) => url,
+            Err(e) => {
+                return fallback(
+                    FallbackReason::CursorRejected,
+                    format!("the stored next link is not a URL: {e}"),
+                );
+            }
+        },
+        None => {
+            let since =
+                chrono::DateTime::from_timestamp_millis(cursor.since_ms).unwrap_or_default();
+            ctx.okta
+                .logs_since_url(since, &events::log_filter(config.okta.app_id.as_deref()))
+        }
+    };
+
+    let poll = match ctx.okta.poll_logs(&start).await {
+        Ok(poll) => poll,
+        Err(e) => return read_failure(&e, "reading the System Log"),
+    };
+    let seen: HashSet<&str> = cursor.seen.iter().map(String::as_str).collect();
+    let mut batch = HashSet::new();
+    let fresh: Vec<LogEvent> = poll
+        .events
+        .into_iter()
+        .filter(|e| !seen.contains(e.uuid.as_str()) && batch.insert(e.uuid.clone()))
+        .collect();
+    let mut run = EventsRun::new(Outcome::Idle);
+    run.newest_published_ms = fresh
+        .iter()
+        .filter_map(|e| e.published_at())
+        .map(|t| t.timestamp_millis())
+        .max();
+    let moved = EventCursor {
+        next_url: Some(poll.next.to_string()),
+        since_ms: cursor.since_ms,
+        last_published_ms: run.newest_published_ms.or(cursor.last_published_ms),
+        seen: fresh.iter().map(|e| e.uuid.clone()).collect(),
+        baseline: cursor.baseline.clone(),
+    };
+    if fresh.is_empty() {
+        // Switch from `since` to Okta's own cursor as soon as there is one;
+        // later idle polls write nothing (reading an empty stretch again
+        // after a restart is one request).
+        if cursor.next_url.is_none() {
+            let idle = EventCursor {
+                seen: cursor.seen.clone(),
+                ..moved
+            };
+            if let Err(e) = ctx.store.set_event_cursor(&idle).await {
+                return EventsRun::new(Outcome::StoreFailed(error_chain(&e)));
+            }
+        }
+        return run;
+    }
+
+    let store_state = match ctx.store.load_state().await {
+        Ok(state) => state,
+        Err(e) => {
+            run.outcome = Outcome::StoreFailed(error_chain(&e));
+            return run;
+        }
+    };
+    let linked: BTreeSet<&str> = store_state
+        .teams
+        .iter()
+        .filter_map(|t| t.okta_group_id.as_deref())
+        .collect();
+    let event_ctx = EventContext {
+        app_id: config.okta.app_id.as_deref(),
+        pushed: baseline.pushed.iter().map(|(id, _)| id.as_str()).collect(),
+        linked,
+        app_groups: baseline
+            .app_groups
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect()),
+        push_group_names: match &config.teams.push_groups {
+            PushGroups::Assigned => None,
+            PushGroups::Named(names) => Some(names.iter().map(String::as_str).collect()),
+        },
+    };
+    let hints = events::hints(&fresh, &event_ctx);
+    run.events_by_type = hints.by_type.clone();
+    tracing::info!(
+        events = fresh.len(),
+        pages = poll.pages,
+        users = hints.users.len(),
+        ignored = hints.ignored,
+        by_type = %serde_json::to_string(&hints.by_type).unwrap_or_default(),
+        "events read"
+    );
+    if let Some((reason, detail)) = hints.full {
+        run.outcome = Outcome::Fallback { reason, detail };
+        return run;
+    }
+    let max = config.events.max_affected_users as usize;
+    if hints.users.len() > max {
+        run.outcome = Outcome::Fallback {
+            reason: FallbackReason::Burst,
+            detail: format!(
+                "{} users in one poll, more than events.max_affected_users = {max}",
+                hints.users.len()
+            ),
+        };
+        return run;
+    }
+    if hints.users.is_empty() {
+        // Only events that change nothing the sync reads: move on.
+        if let Err(e) = ctx.store.set_event_cursor(&moved).await {
+            run.outcome = Outcome::StoreFailed(error_chain(&e));
+        }
+        return run;
+    }
+
+    let observed = tokio::select! {
+        observed = observe_scoped(&ctx.okta, config, &baseline, &store_state, hints.users) => observed,
+        () = crate::reconcile::stop_requested(&opts.stop) => {
+            run.outcome = Outcome::Idle;
+            return run;
+        }
+    };
+    let (okta_state, scope) = match observed {
+        Ok(found) => found,
+        Err(Scoped::Okta(e)) => {
+            run.outcome = read_failure(&e, "reading the users events named").outcome;
+            return run;
+        }
+        Err(Scoped::TooWide(n)) => {
+            run.outcome = Outcome::Fallback {
+                reason: FallbackReason::Burst,
+                detail: format!(
+                    "{n} users share emails with the ones events named, more than \
+                     events.max_affected_users = {max}"
+                ),
+            };
+            return run;
+        }
+    };
+    let scope_size = scope.len();
+    let plan = crate::reconcile::plan::plan_scoped(
+        &okta_state,
+        &store_state,
+        &config.policy(),
+        &Scope::Users(scope),
+    );
+    drop(store_state);
+    tracing::info!(
+        users = scope_size,
+        planned = plan.changes.len(),
+        observe_ms = started.elapsed().as_millis() as u64,
+        "observed events"
+    );
+    if plan.changes.is_empty() && !opts.dry_run {
+        crate::reconcile::log_findings(&plan);
+        if let Err(e) = ctx.store.set_event_cursor(&moved).await {
+            run.outcome = Outcome::StoreFailed(error_chain(&e));
+            return run;
+        }
+        let mut report = Report::new(None);
+        report.status = Status::Ok;
+        report.findings = plan.findings;
+        report.counts = crate::model::Counts::tally(&[], plan.skipped, plan.unmanaged);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        run.outcome = Outcome::Ran(Box::new(report));
+        return run;
+    }
+
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        match ctx.store.start_run("events", &ctx.holder).await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                run.outcome = Outcome::StoreFailed(error_chain(&e));
+                return run;
+            }
+        }
+    };
+    let report = Report::new(run_id);
+    let mut report = guard_and_apply(
+        ctx,
+        opts,
+        Some(lock.checker()),
+        plan,
+        report,
+        (!opts.dry_run).then_some(&moved),
+    )
+    .await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(id) = run_id {
+        crate::reconcile::record_outcome(&ctx.store, id, &mut report).await;
+    }
+    run.outcome = Outcome::Ran(Box::new(report));
+    run
+}
+
+/// Why a read failed: no permission for the System Log, a cursor Okta
+/// refuses, or any other error (a full reconcile then reads everything).
+fn read_failure(e: &OktaError, what: &str) -> EventsRun {
+    let detail = format!("{what} failed: {}", error_chain(e));
+    let outcome = match e {
+        OktaError::Forbidden { endpoint, .. } if endpoint.path.ends_with("/logs") => {
+            Outcome::Unavailable(detail)
+        }
+        OktaError::OAuth(_) if FailureKind::of_okta(e) == FailureKind::Credential => {
+            Outcome::Unavailable(detail)
+        }
+        OktaError::UnexpectedStatus { failure, .. }
+            if failure.error_code.as_deref() == Some("E0000053") =>
+        {
+            Outcome::Fallback {
+                reason: FallbackReason::CursorRejected,
+                detail,
+            }
+        }
+        _ => Outcome::Fallback {
+            reason: FallbackReason::ReadError,
+            detail,
+        },
+    };
+    EventsRun::new(outcome)
+}
+
+enum Scoped {
+    Okta(OktaError),
+    TooWide(usize),
+}
+
+impl From<OktaError> for Scoped {
+    fn from(e: OktaError) -> Scoped {
+        Scoped::Okta(e)
+    }
+}
+
+/// What an incremental run reads for `users`: each one's app assignment
+/// (with its user) and groups, widened by shared emails
+/// (`plan::scope`) until nothing is added. Returns the partial Okta view
+/// and the scope (every id read; the ones not in the view are unassigned or
+/// gone).
+async fn observe_scoped(
+    client: &OktaClient,
+    config: &Config,
+    baseline: &Baseline,
+    store: &StoreState,
+    users: BTreeSet<String>,
+) -> Result<(OktaState, BTreeSet<String>), Scoped> {
+    let max = config.events.max_affected_users as usize;
+    let pushed: BTreeMap<&str, &str> = baseline
+        .pushed
+        .iter()
+        .map(|(id, name)| (id.as_str(), name.as_str()))
+        .collect();
+    let mut scope: BTreeSet<String> = BTreeSet::new();
+    let mut found: BTreeMap<String, (OktaUser, Vec<String>)> = BTreeMap::new();
+    let mut to_read = users;
+    let mut searched: BTreeSet<String> = BTreeSet::new();
+    for _ in 0..=MAX_WIDENINGS {
+        for id in std::mem::take(&mut to_read) {
+            if !scope.insert(id.clone()) {
+                continue;
+            }
+            if scope.len() > max {
+                return Err(Scoped::TooWide(scope.len()));
+            }
+            if let Some(read) = read_user(client, config, &pushed, &id).await? {
+                found.insert(id, read);
+            }
+        }
+        let observed: Vec<OktaUser> = found.values().map(|(u, _)| u.clone()).collect();
+        let keys = scope_email_keys(&observed, store, &baseline.email_skips, &scope);
+        let mut more = ids_holding(&keys, store, &baseline.email_skips);
+        // Okta's holders: only where an email is new to the store's view
+        // (a new user, a changed email, a waiting skip); otherwise any other
+        // holder is already a skip of the last full run or named by its own
+        // events.
+        for key in search_keys(&observed, store, &baseline.email_skips, &keys) {
+            if searched.insert(key.clone()) {
+                for user in client.find_users_by_email(&key).await? {
+                    if okta_email_key(&from_user(user.clone(), None)).as_deref() == Some(&key) {
+                        more.insert(user.id);
+                    }
+                }
+            }
+        }
+        more.retain(|id| !scope.contains(id));
+        if more.is_empty() {
+            let groups = pushed
+                .iter()
+                .map(|(id, name)| OktaGroup {
+                    id: (*id).to_string(),
+                    name: (*name).to_string(),
+                    member_ids: found
+                        .iter()
+                        .filter(|(_, (_, groups))| groups.iter().any(|g| g == id))
+                        .map(|(user, _)| user.clone())
+                        .collect(),
+                })
+                .collect();
+            let state = OktaState {
+                users: found.into_values().map(|(u, _)| u).collect(),
+                groups,
+                missing_group_names: Vec::new(),
+            };
+            return Ok((state, scope));
+        }
+        to_read = more;
+    }
+    Err(Scoped::TooWide(scope.len()))
+}
+
+/// The email keys worth a search in Okta: those of observed users that are
+/// new to the store (no Writer user linked) or changed their email, and
+/// those a waiting skip wants.
+fn search_keys(
+    observed: &[OktaUser],
+    store: &StoreState,
+    hints: &[(String, String)],
+    keys: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let linked_key = |okta_id: &str| {
+        store
+            .users
+            .iter()
+            .find(|s| s.okta_id.as_deref() == Some(okta_id))
+            .map(|s| s.email.trim().to_lowercase())
+    };
+    let mut out: BTreeSet<String> = observed
+        .iter()
+        .filter_map(|u| {
+            let key = okta_email_key(u)?;
+            (linked_key(&u.id).as_deref() != Some(key.as_str())).then_some(key)
+        })
+        .collect();
+    out.extend(
+        hints
+            .iter()
+            .filter(|(_, key)| keys.contains(key))
+            .map(|(_, key)| key.clone()),
+    );
+    out
+}
+
+/// One user as an incremental run reads it: `None` when it is not in scope
+/// (not assigned, deleted, or — without an app — in no pushed group);
+/// otherwise the user and the ids of its pushed groups.
+async fn read_user(
+    client: &OktaClient,
+    config: &Config,
+    pushed: &BTreeMap<&str, &str>,
+    user_id: &str,
+) -> Result<Option<(OktaUser, Vec<String>)>, OktaError> {
+    let role_attribute = config.sync.role_attribute.as_str();
+    let user = match &config.okta.app_id {
+        Some(app_id) => match client.get_app_user(app_id, user_id).await? {
+            Some(app_user) if crate::reconcile::observe::app_user_in_scope(&app_user) => Some(
+                from_app_user(app_user, role_attribute, config.sync.role_source),
+            ),
+            _ => None,
+        },
+        None => client.get_user(user_id).await?.map(|user| {
+            let role = role_value(&user.profile.extra, role_attribute);
+            from_user(user, role)
+        }),
+    };
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let groups: Vec<String> = if pushed.is_empty() {
+        Vec::new()
+    } else {
+        client
+            .list_user_groups(user_id)
+            .await?
+            .into_iter()
+            .map(|g| g.id)
+            .filter(|id| pushed.contains_key(id.as_str()))
+            .collect()
+    };
+    if config.okta.app_id.is_none() && groups.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((user, groups)))
+}
