@@ -8,5 +8,6 @@ CREATE TABLE event_cursor (
     last_published_ms  INTEGER,                   -- published of the newest event processed
     seen               TEXT    NOT NULL,        -- JSON array of the uuids of the last processed poll
     baseline           TEXT    NOT NULL,        -- JSON: pushed groups and email skips of that full reconcile
+    pending_full       TEXT,                    -- set when a poll handed over to a full reconcile: why
     updated_at         INTEGER  NOT NULL
 );

@@ -198,6 +198,17 @@ impl OktaClient {
         &self.inner.org_url
     }
 
+    /// Okta's clock at local epoch milliseconds `local_ms`, estimated from
+    /// the `Date` headers seen so far (never ahead of Okta's); `None` before
+    /// any response.
+    pub fn okta_time_ms(&self, local_ms: i64) -> Option<i64> {
+        let local = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(local_ms).ok()?);
+        let okta = lock(&self.inner.server_clock).now(local)?;
+        okta.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+    }
+
     /// A snapshot of the request counters.
     pub fn stats(&self) -> OktaStats {
         lock(&self.inner.stats).clone()

@@ -207,7 +207,17 @@ impl OktaClient {
         );
         match self.get(&url).await {
             Ok(fetched) => decode(&fetched.endpoint, &fetched.body).map(Some),
-            Err(OktaError::NotFound { resource, .. }) if !is_app(&resource, app_id) => Ok(None),
+            // Okta names what it did not find: the assignment (`AppUser`,
+            // not assigned) or the app itself (`AppInstance`, a wrong
+            // `okta.app_id`, which is an error).
+            Err(OktaError::NotFound { failure, .. })
+                if !failure
+                    .error_summary
+                    .as_deref()
+                    .is_some_and(|s| s.contains("AppInstance")) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -266,12 +276,6 @@ impl OktaClient {
         .await?;
         Ok(users)
     }
-}
-
-/// Whether a 404 was about the app itself (a wrong `okta.app_id`, which is
-/// an error) rather than the user (not assigned).
-fn is_app(resource: &crate::okta::error::Resource, app_id: &str) -> bool {
-    matches!(resource, crate::okta::error::Resource::App(id) if id == app_id)
 }
 
 /// The `limit` of a log page URL (the page size Okta answers to).

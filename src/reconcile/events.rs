@@ -50,6 +50,13 @@ impl FallbackReason {
         FallbackReason::ReadError,
     ];
 
+    /// The reason with this [`FallbackReason::as_str`] label.
+    pub fn from_label(label: &str) -> Option<FallbackReason> {
+        FallbackReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == label)
+    }
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -58,6 +58,11 @@ pub struct Baseline {
     /// Okta users skipped while their email was usable, with the email key
     /// they wanted (`Plan::email_skips`).
     pub email_skips: Vec<(String, String)>,
+    /// Okta's time (epoch ms) when the full reconcile began to read: events
+    /// published before it are in its view, so a poll drops them (the
+    /// query starts [`SINCE_MARGIN`] earlier, for events Okta persists
+    /// late).
+    pub covered_until_ms: i64,
 }
 
 /// How an incremental run ended.
@@ -125,6 +130,7 @@ pub fn full_run_cursor(
     okta: &OktaState,
     plan: &Plan,
     observe_started_ms: i64,
+    okta_started_ms: Option<i64>,
 ) -> Option<EventCursor> {
     if !config.events.enabled() {
         return None;
@@ -139,6 +145,10 @@ pub fn full_run_cursor(
         app_groups: matches!(config.teams.push_groups, PushGroups::Assigned)
             .then(|| okta.groups.iter().map(|g| g.id.clone()).collect()),
         email_skips: plan.email_skips.clone(),
+        // Without an estimate of Okta's clock, nothing is taken as covered
+        // beyond what the margin re-reads anyway.
+        covered_until_ms: okta_started_ms
+            .unwrap_or(observe_started_ms - SINCE_MARGIN.as_millis() as i64),
     };
     Some(EventCursor {
         next_url: None,
@@ -146,7 +156,24 @@ pub fn full_run_cursor(
         last_published_ms: None,
         seen: Vec::new(),
         baseline: serde_json::to_string(&baseline).unwrap_or_default(),
+        pending_full: None,
     })
+}
+
+/// The cursor a successful full reconcile writes, given the one before it:
+/// when a poll handed over to this run, polls carry on from where that poll
+/// stopped reading (every event it read happened before this run began to
+/// read Okta, so is in its view); otherwise from this run's observe.
+pub fn after_full_run(fresh: EventCursor, previous: Option<EventCursor>) -> EventCursor {
+    match previous {
+        Some(previous) if previous.pending_full.is_some() => EventCursor {
+            next_url: previous.next_url,
+            last_published_ms: previous.last_published_ms,
+            seen: previous.seen,
+            ..fresh
+        },
+        _ => fresh,
+    }
 }
 
 /// One incremental run: lock, poll, plan over what the events name, apply.
@@ -188,6 +215,12 @@ async fn poll_plan_apply(
         }
         Err(e) => return EventsRun::new(Outcome::StoreFailed(error_chain(&e))),
     };
+    if let Some(pending) = &cursor.pending_full {
+        return fallback(
+            FallbackReason::from_label(pending).unwrap_or(FallbackReason::GroupWide),
+            "a full reconcile is still pending".into(),
+        );
+    }
     let baseline: Baseline = match serde_json::from_str(&cursor.baseline) {
         Ok(b) => b,
         Err(e) => {
@@ -237,10 +270,14 @@ async fn poll_plan_apply(
     };
     let seen: HashSet<&str> = cursor.seen.iter().map(String::as_str).collect();
     let mut batch = HashSet::new();
+    let covered = |e: &LogEvent| {
+        e.published_at()
+            .is_some_and(|t| t.timestamp_millis() < baseline.covered_until_ms)
+    };
     let fresh: Vec<LogEvent> = poll
         .events
         .into_iter()
-        .filter(|e| !seen.contains(e.uuid.as_str()) && batch.insert(e.uuid.clone()))
+        .filter(|e| !covered(e) && !seen.contains(e.uuid.as_str()) && batch.insert(e.uuid.clone()))
         .collect();
     let mut run = EventsRun::new(Outcome::Idle);
     run.newest_published_ms = fresh
@@ -254,7 +291,9 @@ async fn poll_plan_apply(
         last_published_ms: run.newest_published_ms.or(cursor.last_published_ms),
         seen: fresh.iter().map(|e| e.uuid.clone()).collect(),
         baseline: cursor.baseline.clone(),
+        pending_full: None,
     };
+
     if fresh.is_empty() {
         // Switch from `since` to Okta's own cursor as soon as there is one;
         // later idle polls write nothing (reading an empty stretch again
@@ -307,18 +346,16 @@ async fn poll_plan_apply(
         "events read"
     );
     if let Some((reason, detail)) = hints.full {
-        run.outcome = Outcome::Fallback { reason, detail };
+        run.outcome = hand_over(ctx, &moved, reason, detail).await;
         return run;
     }
     let max = config.events.max_affected_users as usize;
     if hints.users.len() > max {
-        run.outcome = Outcome::Fallback {
-            reason: FallbackReason::Burst,
-            detail: format!(
-                "{} users in one poll, more than events.max_affected_users = {max}",
-                hints.users.len()
-            ),
-        };
+        let detail = format!(
+            "{} users in one poll, more than events.max_affected_users = {max}",
+            hints.users.len()
+        );
+        run.outcome = hand_over(ctx, &moved, FallbackReason::Burst, detail).await;
         return run;
     }
     if hints.users.is_empty() {
@@ -339,17 +376,20 @@ async fn poll_plan_apply(
     let (okta_state, scope) = match observed {
         Ok(found) => found,
         Err(Scoped::Okta(e)) => {
-            run.outcome = read_failure(&e, "reading the users events named").outcome;
+            run.outcome = match read_failure(&e, "reading the users events named").outcome {
+                Outcome::Fallback { reason, detail } => {
+                    hand_over(ctx, &moved, reason, detail).await
+                }
+                other => other,
+            };
             return run;
         }
         Err(Scoped::TooWide(n)) => {
-            run.outcome = Outcome::Fallback {
-                reason: FallbackReason::Burst,
-                detail: format!(
-                    "{n} users share emails with the ones events named, more than \
-                     events.max_affected_users = {max}"
-                ),
-            };
+            let detail = format!(
+                "{n} users share emails with the ones events named, more than \
+                 events.max_affected_users = {max}"
+            );
+            run.outcome = hand_over(ctx, &moved, FallbackReason::Burst, detail).await;
             return run;
         }
     };
@@ -358,8 +398,20 @@ async fn poll_plan_apply(
         &okta_state,
         &store_state,
         &config.policy(),
-        &Scope::Users(scope),
+        &Scope::Users(scope.clone()),
     );
+    // The skips this plan decided replace those of the users it saw: a
+    // user skipped for an email now waits for that email like one the last
+    // full run skipped.
+    let mut baseline = baseline;
+    baseline.email_skips.retain(|(id, _)| !scope.contains(id));
+    baseline
+        .email_skips
+        .extend(plan.email_skips.iter().cloned());
+    let moved = EventCursor {
+        baseline: serde_json::to_string(&baseline).unwrap_or_else(|_| cursor.baseline.clone()),
+        ..moved
+    };
     drop(store_state);
     tracing::info!(
         users = scope_size,
@@ -409,6 +461,25 @@ async fn poll_plan_apply(
     }
     run.outcome = Outcome::Ran(Box::new(report));
     run
+}
+
+/// Hands over to a full reconcile past the events this poll read: they
+/// happened before that run begins to read Okta, so are in its view, and
+/// nothing reads them again (SPEC §7). Polls wait for it.
+async fn hand_over(
+    ctx: &SyncContext,
+    moved: &EventCursor,
+    reason: FallbackReason,
+    detail: String,
+) -> Outcome {
+    let pending = EventCursor {
+        pending_full: Some(reason.as_str().to_owned()),
+        ..moved.clone()
+    };
+    match ctx.store.set_event_cursor(&pending).await {
+        Ok(()) => Outcome::Fallback { reason, detail },
+        Err(e) => Outcome::StoreFailed(error_chain(&e)),
+    }
 }
 
 /// Why a read failed: no permission for the System Log, a cursor Okta

@@ -327,16 +327,31 @@ async fn observe_plan_apply(
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
     let plan_ms = planning.elapsed().as_millis() as u64;
     tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
-    let cursor = incremental::full_run_cursor(config, &okta_state, &plan, observe_started_ms);
+    let cursor = incremental::full_run_cursor(
+        config,
+        &okta_state,
+        &plan,
+        observe_started_ms,
+        ctx.okta.okta_time_ms(observe_started_ms),
+    );
     drop(store_state);
     drop(okta_state);
     let report = guard_and_apply(ctx, opts, lock, plan, report, None).await;
     if report.status == Status::Ok
         && let Some(cursor) = cursor
-        && let Err(e) = ctx.store.set_event_cursor(&cursor).await
     {
-        // The older cursor stays: the next poll reads more events again.
-        tracing::warn!(error = %error_chain(&e), "could not move the System Log cursor to this full reconcile");
+        let moved = match ctx.store.event_cursor().await {
+            Ok(previous) => {
+                ctx.store
+                    .set_event_cursor(&incremental::after_full_run(cursor, previous))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
+            // The older cursor stays: the next poll reads more events again.
+            tracing::warn!(error = %error_chain(&e), "could not move the System Log cursor to this full reconcile");
+        }
     }
     report
 }

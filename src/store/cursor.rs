@@ -26,21 +26,25 @@ pub struct EventCursor {
     /// What the last successful full reconcile saw (JSON, owned by
     /// `reconcile::incremental`).
     pub baseline: String,
+    /// Set when a poll handed over to a full reconcile (the reason): polls
+    /// wait for it, and it carries on from `next_url`, past the events that
+    /// poll read (they happened before it began to read Okta).
+    pub pending_full: Option<String>,
 }
 
 const SOURCE: &str = "system_log";
 
-const UPSERT: &str = "INSERT INTO event_cursor (name, next_url, since_ms, last_published_ms, seen, baseline, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+const UPSERT: &str = "INSERT INTO event_cursor (name, next_url, since_ms, last_published_ms, seen, baseline, pending_full, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
      ON CONFLICT (name) DO UPDATE SET next_url = excluded.next_url, since_ms = excluded.since_ms, \
      last_published_ms = excluded.last_published_ms, seen = excluded.seen, \
-     baseline = excluded.baseline, updated_at = excluded.updated_at";
+     baseline = excluded.baseline, pending_full = excluded.pending_full, updated_at = excluded.updated_at";
 
 impl Store {
     /// The cursor, if a full reconcile ever set one.
     pub async fn event_cursor(&self) -> Result<Option<EventCursor>, StoreError> {
         let row = sqlx::query(
-            "SELECT next_url, since_ms, last_published_ms, seen, baseline FROM event_cursor WHERE name = $1",
+            "SELECT next_url, since_ms, last_published_ms, seen, baseline, pending_full FROM event_cursor WHERE name = $1",
         )
         .bind(SOURCE)
         .fetch_optional(&self.pool)
@@ -58,6 +62,7 @@ impl Store {
             seen: serde_json::from_str(&seen)
                 .map_err(|e| StoreError::Corrupt(format!("event_cursor.seen: {e}")))?,
             baseline: row.try_get("baseline").map_err(decode)?,
+            pending_full: row.try_get("pending_full").map_err(decode)?,
         }))
     }
 
@@ -91,6 +96,7 @@ impl StoreTx {
             .bind(cursor.last_published_ms)
             .bind(seen)
             .bind(cursor.baseline.as_str())
+            .bind(cursor.pending_full.as_deref())
             .bind(now_ms())
             .execute(&mut *self.tx)
             .await

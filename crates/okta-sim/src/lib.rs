@@ -218,6 +218,9 @@ pub struct SimOptions {
     pub oauth: Option<SimOAuth>,
     /// When System Log entries become visible (`syslog.rs`).
     pub log_timing: LogTiming,
+    /// Answer `/api/v1/logs` with 403 E0000006 (a token whose admin may not
+    /// read the System Log).
+    pub logs_forbidden: bool,
 }
 
 impl Default for SimOptions {
@@ -238,6 +241,7 @@ impl Default for SimOptions {
             faults: Vec::new(),
             oauth: None,
             log_timing: LogTiming::default(),
+            logs_forbidden: false,
         }
     }
 }
@@ -380,6 +384,11 @@ impl SimHandle {
         let result = f(&mut org);
         org.log.stamp(now, timing);
         result
+    }
+
+    /// Makes `/api/v1/logs` answer 403 (or read normally again).
+    pub fn set_logs_forbidden(&self, forbidden: bool) {
+        lock(&self.shared.config).options.logs_forbidden = forbidden;
     }
 
     /// Changes when System Log entries become visible.

@@ -231,6 +231,14 @@ impl Shared {
                 ctx.serial,
             ))
         };
+        if lock(&self.config).options.logs_forbidden {
+            return Err(Reply::error(
+                StatusCode::FORBIDDEN,
+                "E0000006",
+                "You do not have permission to perform the requested action",
+                ctx.serial,
+            ));
+        }
         if ctx.param("until").is_some()
             || ctx
                 .param("sortOrder")
