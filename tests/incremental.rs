@@ -943,3 +943,42 @@ both_kinds!(
         }
     }
 );
+
+both_kinds!(
+    fallback_burst_when_reading_users_one_by_one_costs_more_than_a_full_run,
+    |kind| async move {
+        let Some(w) = World::new(kind, "costly", "").await else {
+            return;
+        };
+        let added: Vec<String> = w.sim.org_mut(|o| {
+            (0..20)
+                .map(|n| {
+                    let id = o.add_user(UserStatus::Active, profile(300 + n));
+                    o.assign_user(&id, map(json!({}))).unwrap();
+                    id
+                })
+                .collect()
+        });
+        assert_eq!(w.full().await.status, Status::Ok);
+        w.sim.org_mut(|o| {
+            for id in &added {
+                o.set_user_attr(id, "lastName", json!("Everyone changed"))
+                    .unwrap();
+            }
+        });
+        let run = w.poll().await;
+        match &run.outcome {
+            Outcome::Fallback { reason, detail } => {
+                assert_eq!(*reason, FallbackReason::Burst);
+                assert!(
+                    detail.contains("costs more than a full reconcile"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{}", describe(other)),
+        }
+        // The full run carries on past these events: no second hand-over.
+        assert_eq!(w.full().await.counts.users_updated, 20);
+        assert!(matches!(w.poll().await.outcome, Outcome::Idle));
+    }
+);

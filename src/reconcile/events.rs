@@ -102,6 +102,11 @@ pub struct EventContext<'a> {
 pub struct Hints {
     /// Okta user ids to read again.
     pub users: BTreeSet<String>,
+    /// Those among them whose assignment to the app may have changed (app
+    /// and group membership events): they are read as app users. The rest
+    /// changed only their own status or profile and are read as users,
+    /// sparing the app's rate-limit bucket, the scarce one.
+    pub assignment: BTreeSet<String>,
     /// Set when a full reconcile is needed instead, with the first event
     /// that needs it (type, uuid).
     pub full: Option<(FallbackReason, String)>,
@@ -142,7 +147,12 @@ pub fn hints(events: &[LogEvent], ctx: &EventContext<'_>) -> Hints {
     for event in events {
         *hints.by_type.entry(event.event_type.clone()).or_default() += 1;
         match effect(event, ctx) {
-            Effect::Users(ids) => hints.users.extend(ids),
+            Effect::Users(ids, assignment) => {
+                if assignment {
+                    hints.assignment.extend(ids.iter().cloned());
+                }
+                hints.users.extend(ids);
+            }
             Effect::Ignore => hints.ignored += 1,
             Effect::Full(reason) => {
                 if hints.full.is_none() {
@@ -155,7 +165,8 @@ pub fn hints(events: &[LogEvent], ctx: &EventContext<'_>) -> Hints {
 }
 
 enum Effect {
-    Users(Vec<String>),
+    /// Users to read again; `true`: their assignment may have changed.
+    Users(Vec<String>, bool),
     Ignore,
     Full(FallbackReason),
 }
@@ -165,7 +176,12 @@ fn effect(event: &LogEvent, ctx: &EventContext<'_>) -> Effect {
         return Effect::Ignore;
     }
     let t = event.event_type.as_str();
-    let users = || Effect::Users(event.targets("User").map(str::to_owned).collect());
+    let users = |assignment| {
+        Effect::Users(
+            event.targets("User").map(str::to_owned).collect(),
+            assignment,
+        )
+    };
     let about_app = || {
         ctx.app_id
             .is_some_and(|app| event.targets("AppInstance").any(|id| id == app))
@@ -186,12 +202,12 @@ fn effect(event: &LogEvent, ctx: &EventContext<'_>) -> Effect {
             || t == "user.account.update_profile"
             || t == "user.account.update_primary_email" =>
         {
-            users()
+            users(false)
         }
         // The user's assignment to an app, or its app-user profile.
         _ if t.starts_with("application.user_membership.") => {
             if about_app() {
-                users()
+                users(true)
             } else {
                 Effect::Ignore
             }
@@ -206,7 +222,7 @@ fn effect(event: &LogEvent, ctx: &EventContext<'_>) -> Effect {
                     .as_ref()
                     .is_none_or(|app_groups| groups.iter().any(|g| app_groups.contains(g)));
             if pushed || grants_app {
-                users()
+                users(grants_app)
             } else {
                 Effect::Ignore
             }

@@ -358,6 +358,16 @@ async fn poll_plan_apply(
         run.outcome = hand_over(ctx, &moved, FallbackReason::Burst, detail).await;
         return run;
     }
+    let (scoped, full) = request_estimates(&hints, &store_state, &baseline);
+    if scoped > full && scoped > SMALL_COST {
+        let detail = format!(
+            "reading {} users one by one (about {scoped} requests) costs more than a full \
+             reconcile (about {full})",
+            hints.users.len()
+        );
+        run.outcome = hand_over(ctx, &moved, FallbackReason::Burst, detail).await;
+        return run;
+    }
     if hints.users.is_empty() {
         // Only events that change nothing the sync reads: move on.
         if let Err(e) = ctx.store.set_event_cursor(&moved).await {
@@ -367,7 +377,7 @@ async fn poll_plan_apply(
     }
 
     let observed = tokio::select! {
-        observed = observe_scoped(&ctx.okta, config, &baseline, &store_state, hints.users) => observed,
+        observed = observe_scoped(&ctx.okta, config, &baseline, &store_state, hints.users, &hints.assignment) => observed,
         () = crate::reconcile::stop_requested(&opts.stop) => {
             run.outcome = Outcome::Idle;
             return run;
@@ -463,6 +473,38 @@ async fn poll_plan_apply(
     run
 }
 
+/// Request counts below which a scoped run is never traded for a full one.
+const SMALL_COST: u64 = 20;
+
+/// Okta requests of reading `hints`'s users one by one (the read, and their
+/// groups when groups are pushed), against those of a full reconcile (app
+/// users 500 a page, the app's groups, each pushed group's members 1,000 a
+/// page), both estimated from the store.
+fn request_estimates(hints: &events::Hints, store: &StoreState, baseline: &Baseline) -> (u64, u64) {
+    let per_user = 1 + u64::from(!baseline.pushed.is_empty());
+    let scoped = hints.users.len() as u64 * per_user;
+    let managed = store.users.iter().filter(|u| u.okta_id.is_some()).count() as u64;
+    let linked: BTreeMap<i64, u64> = store
+        .teams
+        .iter()
+        .filter(|t| t.okta_group_id.is_some())
+        .map(|t| (t.id, 0))
+        .collect();
+    let mut members = linked;
+    for m in &store.memberships {
+        if let Some(n) = members.get_mut(&m.team_id) {
+            *n += 1;
+        }
+    }
+    let full = managed.div_ceil(500).max(1)
+        + 1
+        + members
+            .values()
+            .map(|n| n.div_ceil(1000).max(1))
+            .sum::<u64>();
+    (scoped, full)
+}
+
 /// Hands over to a full reconcile past the events this poll read: they
 /// happened before that run begins to read Okta, so are in its view, and
 /// nothing reads them again (SPEC §7). Polls wait for it.
@@ -531,6 +573,7 @@ async fn observe_scoped(
     baseline: &Baseline,
     store: &StoreState,
     users: BTreeSet<String>,
+    assignment: &BTreeSet<String>,
 ) -> Result<(OktaState, BTreeSet<String>), Scoped> {
     let max = config.events.max_affected_users as usize;
     let pushed: BTreeMap<&str, &str> = baseline
@@ -540,6 +583,7 @@ async fn observe_scoped(
         .collect();
     let mut scope: BTreeSet<String> = BTreeSet::new();
     let mut found: BTreeMap<String, (OktaUser, Vec<String>)> = BTreeMap::new();
+    let users_named = users.clone();
     let mut to_read = users;
     let mut searched: BTreeSet<String> = BTreeSet::new();
     for _ in 0..=MAX_WIDENINGS {
@@ -550,7 +594,13 @@ async fn observe_scoped(
             if scope.len() > max {
                 return Err(Scoped::TooWide(scope.len()));
             }
-            if let Some(read) = read_user(client, config, &pushed, &id).await? {
+            // Users found by shared emails may be anyone: read as app users.
+            let how = if users_named.contains(&id) && !assignment.contains(&id) {
+                Read::OwnChange
+            } else {
+                Read::Assignment
+            };
+            if let Some(read) = read_user(client, config, &pushed, store, &id, how).await? {
                 found.insert(id, read);
             }
         }
@@ -628,24 +678,67 @@ fn search_keys(
     out
 }
 
+/// How a user is read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Its assignment may have changed: `GET /apps/{app}/users/{id}`, in the
+    /// app's bucket.
+    Assignment,
+    /// Only its own status or profile changed: `GET /users/{id}`, in its own
+    /// (large) bucket, when it is linked to an active Writer user; the
+    /// assignment is then the one the store knows, the app-user role the one
+    /// its memberships carry.
+    OwnChange,
+}
+
 /// One user as an incremental run reads it: `None` when it is not in scope
-/// (not assigned, deleted, or — without an app — in no pushed group);
-/// otherwise the user and the ids of its pushed groups.
+/// (not assigned, deactivated — Okta unassigns deactivated users from every
+/// app — deleted, or, without an app, in no pushed group); otherwise the
+/// user and the ids of its pushed groups.
 async fn read_user(
     client: &OktaClient,
     config: &Config,
     pushed: &BTreeMap<&str, &str>,
+    store: &StoreState,
     user_id: &str,
+    how: Read,
 ) -> Result<Option<(OktaUser, Vec<String>)>, OktaError> {
     let role_attribute = config.sync.role_attribute.as_str();
-    let user = match &config.okta.app_id {
-        Some(app_id) => match client.get_app_user(app_id, user_id).await? {
-            Some(app_user) if crate::reconcile::observe::app_user_in_scope(&app_user) => Some(
-                from_app_user(app_user, role_attribute, config.sync.role_source),
-            ),
+    // Only an active linked user was assigned when last read: an inactive
+    // one may be unassigned as well as suspended, so it is read as an app
+    // user (its assignment is not known).
+    let linked = store
+        .users
+        .iter()
+        .find(|u| u.okta_id.as_deref() == Some(user_id) && u.active);
+    let user = match (&config.okta.app_id, how, linked) {
+        (Some(app_id), Read::Assignment, _) | (Some(app_id), Read::OwnChange, None) => {
+            match client.get_app_user(app_id, user_id).await? {
+                Some(app_user) if crate::reconcile::observe::app_user_in_scope(&app_user) => Some(
+                    from_app_user(app_user, role_attribute, config.sync.role_source),
+                ),
+                _ => None,
+            }
+        }
+        (Some(_), Read::OwnChange, Some(linked)) => match client.get_user(user_id).await? {
+            Some(user) if user.status != "DEPROVISIONED" => {
+                let role = match config.sync.role_source {
+                    crate::config::RoleSource::User => {
+                        role_value(&user.profile.extra, role_attribute)
+                    }
+                    // The app-user profile did not change (that is an event
+                    // of its own): the role the memberships carry.
+                    crate::config::RoleSource::AppUser => store
+                        .memberships
+                        .iter()
+                        .find(|m| m.user_id == linked.id)
+                        .map(|m| m.role.as_str().to_owned()),
+                };
+                Some(from_user(user, role))
+            }
             _ => None,
         },
-        None => client.get_user(user_id).await?.map(|user| {
+        (None, _, _) => client.get_user(user_id).await?.map(|user| {
             let role = role_value(&user.profile.extra, role_attribute);
             from_user(user, role)
         }),
