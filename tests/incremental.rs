@@ -982,3 +982,339 @@ both_kinds!(
         assert!(matches!(w.poll().await.outcome, Outcome::Idle));
     }
 );
+
+// ---------------------------------------------------------------------------
+// The daemon: polls between full reconciles, through the real binary.
+// ---------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
+
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+    /// Its stderr (a file: a pipe nobody drains would fill and block it).
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn spawn(config: &Path, token: &str) -> Daemon {
+        let text = std::fs::read_to_string(config).unwrap();
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+            .and_then(|rest| rest.trim_end_matches('"').parse().ok())
+            .unwrap();
+        let log = config.with_extension(format!("{}.log", fastrand::u32(..)));
+        let child = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("WRITER_SYNC_OKTA_API_TOKEN", token)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon { child, port, log }
+    }
+
+    fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return String::new();
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(conn, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut text = String::new();
+        let _ = conn.read_to_string(&mut text);
+        text
+    }
+
+    fn metric(&self, sample: &str) -> Option<f64> {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn stop(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+        common::assert_no_secrets("daemon stderr", &err, &[]);
+        assert_eq!(status.code(), Some(0), "{err}");
+        err
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(20).collect();
+            eprintln!(
+                "daemon stderr (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+fn daemon_config(dir: &Path, sim: &SimHandle, store_url: &str, extra: &str) -> std::path::PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[okta]\norg_url = \"{}\"\napp_id = \"{APP}\"\nrequest_timeout = \"5s\"\n\
+         requests_per_minute = 100000\n\n\
+         [store]\nurl = \"{store_url}\"\nwrites_per_second = 0\n\n\
+         [sync]\nschedule = \"0 0 1 1 *\"\n\n\
+         [teams]\ncreate_missing = true\n\n[safety]\nmax_deactivations_percent = 100\n\n\
+         [events]\npoll_interval = \"1s\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n{extra}",
+        sim.url().as_str().trim_end_matches('/'),
+    );
+    common::write_file_mode(&path, &text, 0o600);
+    path
+}
+
+async fn wait_for(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+both_kinds!(
+    the_daemon_brings_a_change_in_within_a_poll_and_reports_it,
+    |kind| async move {
+        let Some(w) = World::new(kind, "daemon", "").await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = daemon_config(dir.path(), &w.sim, &w._db.config_url, "");
+        let d = Daemon::spawn(&config, w.sim.token());
+        wait_for(
+            "the first full reconcile",
+            Duration::from_secs(30),
+            async || d.metric("writer_sync_runs_total{status=\"ok\"}") == Some(1.0),
+        )
+        .await;
+        w.sim
+            .org_mut(|o| o.set_user_status(w.user(2), UserStatus::Suspended))
+            .unwrap();
+        let changed = std::time::Instant::now();
+        let email = "u2@x.example";
+        wait_for(
+            "the suspension in the store",
+            Duration::from_secs(10),
+            async || {
+                let dump = w.dump().await;
+                dump["users"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u["email"] == email && u["active"] == false)
+            },
+        )
+        .await;
+        // Within the poll interval (1 s here) and a little work.
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            changed.elapsed()
+        );
+        wait_for("the metrics", Duration::from_secs(5), async || {
+            d.metric("writer_sync_incremental_runs_total{outcome=\"ok\"}") >= Some(1.0)
+        })
+        .await;
+        assert_eq!(
+            d.metric("writer_sync_events_read_total{type=\"user.lifecycle.suspend\"}"),
+            Some(1.0)
+        );
+        assert!(d.metric("writer_sync_event_lag_seconds").is_some());
+        assert_eq!(d.metric("writer_sync_runs_total{status=\"ok\"}"), Some(2.0));
+        wait_for("an idle poll", Duration::from_secs(5), async || {
+            d.metric("writer_sync_incremental_runs_total{outcome=\"idle\"}") >= Some(1.0)
+        })
+        .await;
+        let stderr = d.stop();
+        let finished: Vec<Value> = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["message"] == "sync finished")
+            .collect();
+        let triggers: Vec<&str> = finished
+            .iter()
+            .filter_map(|e| e["trigger"].as_str())
+            .collect();
+        assert_eq!(triggers, ["start", "events"], "{stderr}");
+        assert_eq!(finished[1]["users_deactivated"], 1);
+    }
+);
+
+/// Ten users, each in fifty groups assigned to the app: suspending them all
+/// is 520 changes for one incremental run (two transactions), and cheap to
+/// read (ten users).
+fn wide_org() -> (Org, Vec<String>) {
+    let (mut org, users, _) = org();
+    for k in 0..50 {
+        let g = org.add_group(&format!("Wide{k}"), None);
+        for u in &users {
+            org.add_member(&g, u).unwrap();
+        }
+        org.assign_group(&g, 10 + k, map(json!({}))).unwrap();
+    }
+    (org, users)
+}
+
+async fn audit_count(store: &Store) -> usize {
+    store.audit_log().await.map(|a| a.len()).unwrap_or(0)
+}
+
+both_kinds!(
+    a_crash_during_an_incremental_apply_loses_and_doubles_nothing,
+    |kind| async move {
+        // Kill points spread over the run (about 5 s of apply at 100
+        // writes a second): while it reads Okta, early and late in the
+        // first transaction (500 changes), and after the first committed,
+        // inside the second, which carries the cursor.
+        enum Kill {
+            After(f64),
+            FirstCommitted,
+        }
+        let points = [
+            Kill::After(0.0),
+            Kill::After(0.8),
+            Kill::After(4.0),
+            Kill::FirstCommitted,
+        ];
+        for (round, point) in points.into_iter().enumerate() {
+            let (org, users) = wide_org();
+            let sim = Simulator::start(
+                org,
+                SimOptions {
+                    rate_limits: RateLimits::unlimited(),
+                    ..SimOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            let Some(db) = common::TestDb::new(kind, "crash_events").await else {
+                return;
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let config = daemon_config(dir.path(), &sim, &db.config_url, "");
+            let slow = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("writes_per_second = 0", "writes_per_second = 100")
+                .replace("[safety]\n", "[safety]\nmax_membership_removals = 10000\n");
+            common::write_file_mode(&config, &slow, 0o600);
+            let store = Store::connect(&db.url).await.unwrap();
+            let d = Daemon::spawn(&config, sim.token());
+            wait_for(
+                "the first full reconcile",
+                Duration::from_secs(60),
+                async || d.metric("writer_sync_runs_total{status=\"ok\"}") == Some(1.0),
+            )
+            .await;
+            let before = audit_count(&store).await;
+            sim.org_mut(|o| {
+                for u in &users {
+                    o.set_user_status(u, UserStatus::Suspended).unwrap();
+                }
+            });
+            // Kill the daemon's own process part way through the apply.
+            wait_for("the incremental run", Duration::from_secs(30), async || {
+                store.recent_runs(1).await.is_ok_and(|r| {
+                    r.first()
+                        .is_some_and(|r| r.trigger == "events" && r.finished_at.is_none())
+                })
+            })
+            .await;
+            match point {
+                Kill::After(secs) => tokio::time::sleep(Duration::from_secs_f64(secs)).await,
+                Kill::FirstCommitted => {
+                    wait_for(
+                        "the first transaction",
+                        Duration::from_secs(30),
+                        async || audit_count(&store).await >= before + 500,
+                    )
+                    .await
+                }
+            }
+            drop(d);
+            let killed_at = audit_count(&store).await;
+            assert!(
+                killed_at < before + 520,
+                "the apply finished before the kill"
+            );
+            // A crash leaves whole transactions: none, or the first.
+            assert!(
+                [before, before + 500].contains(&killed_at),
+                "{} changes committed",
+                killed_at - before
+            );
+            // A new process carries on from the cursor: it commits with the
+            // last batch, so the events are read again, as state.
+            let restarted = std::time::Instant::now();
+            let cfg = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace("[sync]\n", "[sync]\nrun_on_start = false\n");
+            common::write_file_mode(&config, &cfg, 0o600);
+            let d = Daemon::spawn(&config, sim.token());
+            let ctx = context(&sim, &db.config_url, "").await;
+            wait_for(
+                "convergence after the crash",
+                Duration::from_secs(90),
+                async || {
+                    let dump = serde_json::to_value(ctx.store.dump().await.unwrap()).unwrap();
+                    dump["users"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|u| u["active"] == false)
+                        && dump["teams"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .all(|t| t["members"].as_array().unwrap().is_empty())
+                },
+            )
+            .await;
+            eprintln!(
+                "{kind:?} round {round}: killed after {} of 520 changes; converged {:?} after the restart",
+                killed_at - before,
+                restarted.elapsed()
+            );
+            let _ = d.stop();
+            // Nothing doubled: every change of the burst written once.
+            let audit = ctx.store.audit_log().await.unwrap();
+            let mut seen = std::collections::BTreeSet::new();
+            for row in &audit[before..] {
+                assert!(
+                    seen.insert((row.action.clone(), row.target.clone())),
+                    "applied twice: {} {}",
+                    row.action,
+                    row.target
+                );
+            }
+            assert_eq!(seen.len(), 520);
+            let mut opts = RunOptions::new(Trigger::Once);
+            opts.dry_run = true;
+            assert!(run_once(&ctx, &opts).await.changes.is_empty());
+        }
+    }
+);
