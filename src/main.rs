@@ -3,9 +3,11 @@
 //! only place that maps outcomes to exit codes (SPEC §4):
 //! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
 
+mod assets;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod healthcheck;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -164,6 +166,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args.db).await.map_err(Failure::from),
+        Command::Healthcheck(args) => {
+            healthcheck::check(&args.addr, std::time::Duration::from_secs(args.timeout))?;
+            Ok(exit::OK)
+        }
+        Command::GenerateAssets { dir } => {
+            let mut out = std::io::stdout().lock();
+            for path in assets::generate(&dir)? {
+                writeln!(out, "{}", path.display()).printing("cannot print")?;
+            }
+            Ok(exit::OK)
+        }
     }
 }
 
