@@ -268,7 +268,12 @@ crate::both_backends!(
             &mut writer_sync(&config, s.token(), &["run", "--once"]),
             &[s.token()],
         );
-        assert_eq!(human.status.code(), Some(3), "{}", String::from_utf8_lossy(&human.stdout));
+        assert_eq!(
+            human.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&human.stdout)
+        );
         let summary = String::from_utf8_lossy(&human.stdout);
         assert!(
             summary.contains(review) && summary.contains(apply),

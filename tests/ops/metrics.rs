@@ -128,6 +128,7 @@ crate::both_backends!(
         );
         assert_process_metrics(&text, Duration::from_secs(120));
         promtool_check_metrics(&text);
+        crate::monitoring::assert_monitoring_uses_exported_metrics(&text);
 
         d.signal("TERM");
         let (code, _, stderr) = d.wait_exit(Duration::from_secs(15));
