@@ -33,15 +33,18 @@ ok "built $deb"
 
 contents=$(dpkg-deb --contents "$deb")
 has() { # MODE PATH: a file in the package, root-owned, with that mode
-  grep -qE "^$1 root/root +[0-9]+ [0-9-]+ [0-9:]+ \./$2\$" <<<"$contents" \
-    || fail "$deb has no $1 root/root ./$2"
+  grep -qE "^$1 (root/root|0/0) +[0-9]+ [0-9-]+ [0-9:]+ \./$2\$" <<<"$contents" \
+    || fail "$deb has no $1 root-owned ./$2"
 }
 has -rwxr-xr-x usr/bin/writer-sync
 has -rw-r----- etc/writer-sync/config.toml
+units=$(grep -oE '\./usr/lib/systemd/system/[^ ]+$' <<<"$contents" | sort | tr '\n' ' ')
+[ "$units" = "./usr/lib/systemd/system/writer-sync-once.service ./usr/lib/systemd/system/writer-sync.service ./usr/lib/systemd/system/writer-sync.timer " ] \
+  || fail "units in the package: $units"
 for unit in writer-sync.service writer-sync-once.service writer-sync.timer; do
-  has -rw-r--r-- "lib/systemd/system/$unit"
-  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./lib/systemd/system/$unit" | cmp -s - "systemd/$unit" \
-    || fail "lib/systemd/system/$unit differs from systemd/$unit"
+  has -rw-r--r-- "usr/lib/systemd/system/$unit"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/lib/systemd/system/$unit" | cmp -s - "systemd/$unit" \
+    || fail "usr/lib/systemd/system/$unit differs from systemd/$unit"
 done
 has -rw-r--r-- usr/lib/sysusers.d/writer-sync.conf
 for doc in README.md config.example.toml prometheus/alerts.yml grafana/writer-sync.json; do
@@ -51,7 +54,7 @@ has -rw-r--r-- usr/share/bash-completion/completions/writer-sync
 has -rw-r--r-- usr/share/zsh/vendor-completions/_writer-sync
 has -rw-r--r-- usr/share/fish/vendor_completions.d/writer-sync.fish
 for page in target/assets/man/*.1; do
-  has -rw-r--r-- "usr/share/man/man1/$(basename "$page")"
+  has -rw-r--r-- "usr/share/man/man1/$(basename "$page").gz"
 done
 ok "contents: binary, conffile 0640, units as in systemd/, sysusers, docs, completions, $(ls target/assets/man | wc -l) man pages"
 
@@ -74,8 +77,10 @@ grep -q 'deb-systemd-helper unmask' "$control/postinst" || fail "postinst does n
 # re-creates links of a unit the admin had enabled, on upgrade).
 ! grep -q 'deb-systemd-invoke start' "$control/postinst" || fail "postinst starts a unit"
 ! grep -q 'was-enabled defaults to true' "$control/postinst" || fail "postinst enables a unit"
-grep -q 'deb-systemd-invoke stop' "$control/prerm" || fail "prerm does not stop the units"
-grep -q 'deb-systemd-helper purge' "$control/postrm" || fail "postrm does not purge the unit state"
+for unit in writer-sync.service writer-sync.timer writer-sync-once.service; do
+  grep -q "deb-systemd-invoke stop.*$unit" "$control/prerm" || fail "prerm does not stop $unit"
+  grep -q "deb-systemd-helper purge.*$unit" "$control/postrm" || fail "postrm does not purge $unit"
+done
 ok "control: conffile, Depends, maintainer scripts (user, unmask, no start, no enable, stop, purge)"
 
 [ "$install" = yes ] || exit 0
@@ -90,8 +95,8 @@ setpriv --reuid=writer-sync --regid=writer-sync --clear-groups cat /etc/writer-s
   || fail "the service user cannot read the config"
 ! setpriv --reuid=nobody --regid=nogroup --clear-groups cat /etc/writer-sync/config.toml >/dev/null 2>&1 \
   || fail "any user can read the config"
-systemd-analyze verify /lib/systemd/system/writer-sync.service /lib/systemd/system/writer-sync-once.service \
-  /lib/systemd/system/writer-sync.timer || fail "systemd-analyze verify"
+systemd-analyze verify /usr/lib/systemd/system/writer-sync.service /usr/lib/systemd/system/writer-sync-once.service \
+  /usr/lib/systemd/system/writer-sync.timer || fail "systemd-analyze verify"
 man -w writer-sync >/dev/null || fail "man writer-sync"
 /usr/bin/writer-sync --version
 [ ! -e /etc/systemd/system/multi-user.target.wants/writer-sync.service ] || fail "the daemon got enabled"
@@ -99,6 +104,6 @@ man -w writer-sync >/dev/null || fail "man writer-sync"
 ok "installed: user, config root:writer-sync 0640, credstore 0700, units verified, man page, nothing enabled"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq writer-sync >/dev/null
 [ ! -e /etc/writer-sync ] || fail "/etc/writer-sync left after purge"
-[ ! -e /lib/systemd/system/writer-sync.service ] || fail "unit left after purge"
+[ ! -e /usr/lib/systemd/system/writer-sync.service ] || fail "unit left after purge"
 [ ! -e /usr/bin/writer-sync ] || fail "binary left after purge"
 ok "purged: config, units and binary gone (the user and /var/lib/writer-sync stay)"
