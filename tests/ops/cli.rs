@@ -285,7 +285,7 @@ fn the_dockerfile_runs_the_binary_it_builds_with_commands_the_cli_accepts() {
             .to_owned()
     };
     let state = env_value("STATE_DIRECTORY");
-    assert_eq!(exec_form(instruction(&file, "VOLUME")[0]), [state.clone()]);
+    assert_eq!(exec_form(instruction(&file, "VOLUME")[0]), [state.as_str()]);
     assert!(
         copies
             .iter()
