@@ -4,11 +4,32 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--version`: the package version and the git commit it was built from
+/// (`unknown` in a build without git, see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WRITER_SYNC_GIT_COMMIT"),
+    ")"
+);
+
+/// The end of `--help` and of the man page.
+const AFTER_LONG_HELP: &str = "\
+Exit codes: 0 ok (also: nothing to change, dry run), 1 the sync failed or was interrupted, \
+2 usage or configuration error, 3 blocked by the safety guard (nothing applied).
+
+Files: /etc/writer-sync/config.toml (the config), the systemd credential okta-api-token \
+or okta-private-key ($CREDENTIALS_DIRECTORY), $STATE_DIRECTORY/writer.db (the default SQLite store).
+
+Environment: WRITER_SYNC_CONFIG (the config path), WRITER_SYNC_OKTA_API_TOKEN (the SSWS token), \
+RUST_LOG (overrides log.level).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "writer-sync",
-    version,
-    about = "Keeps a Writer organization in step with Okta"
+    version = VERSION,
+    about = "Keeps a Writer organization in step with Okta",
+    after_long_help = AFTER_LONG_HELP
 )]
 pub struct Cli {
     /// Config file (default: $WRITER_SYNC_CONFIG, else /etc/writer-sync/config.toml).
@@ -34,6 +55,25 @@ pub enum Command {
     /// Sync a built-in sample Okta org into a local SQLite file.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// Ask a running daemon's /healthz (e.g. a container HEALTHCHECK): exit 0 when it answers 200.
+    Healthcheck(HealthcheckArgs),
+    /// Write shell completions and man pages, generated from these
+    /// definitions, into DIR (for packages).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output directory (completions/ and man/ are created in it).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Address of the daemon's server (its `server.listen`).
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

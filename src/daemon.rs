@@ -219,6 +219,8 @@ pub async fn run(
     // Set while the last run failed with trouble only a person can fix: a
     // config reload then runs at once.
     let mut awaiting_fix = false;
+    // Why the last `systemctl reload` was refused, until one succeeds.
+    let mut reload_refused: Option<String> = None;
 
     loop {
         let sleep_for = (next_run - Utc::now()).to_std().unwrap_or(Duration::ZERO);
@@ -345,7 +347,10 @@ pub async fn run(
                             okta = client;
                         }
                         Err(e) => {
-                            tracing::error!(error = %error_chain(&e), "reloaded config rejected: keeping the old one");
+                            let why = error_chain(&e);
+                            tracing::error!(error = %why, "reloaded config rejected: keeping the old one");
+                            systemd::status(&reload_refused_status(&why));
+                            reload_refused = Some(why);
                             continue;
                         }
                     }
@@ -369,6 +374,7 @@ pub async fn run(
                         };
                         next_trigger = Trigger::Schedule;
                     }
+                    reload_refused = None;
                     tracing::info!(schedule = config.sync.schedule.expr(), "config reloaded");
                     systemd::status(&format!(
                         "config reloaded; next run {}",
@@ -377,6 +383,8 @@ pub async fn run(
                 }
                 Err(why) => {
                     tracing::error!(error = %why, "config reload failed: keeping the old config");
+                    systemd::status(&reload_refused_status(&why));
+                    reload_refused = Some(why);
                 }
             },
             Event::Shutdown => {
@@ -464,7 +472,13 @@ pub async fn run(
                     report.failure,
                     Some(FailureKind::Credential | FailureKind::Configuration)
                 );
-                systemd::status(&status_line(&report, now));
+                let mut line = status_line(&report, now);
+                if let Some(why) = &reload_refused {
+                    // Until a reload succeeds, `systemctl status` keeps
+                    // saying the running config is not the file's.
+                    line.push_str(&format!("; config reload refused: {}", shorten(why, 100)));
+                }
+                systemd::status(&line);
                 let step = next_step(report.failure, transient_failures);
                 next_trigger = Trigger::Schedule;
                 if let Some(trigger) = pending.take() {
@@ -673,10 +687,28 @@ pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
         parts.join(", ")
     );
     if let Some(e) = &report.error {
-        let short: String = e.chars().take(120).collect();
-        line.push_str(&format!(" — {short}"));
+        line.push_str(&format!(" — {}", shorten(e, 120)));
     }
     line
+}
+
+/// The systemd STATUS= line when a reload was refused, e.g. `config reload
+/// refused, running the old config: /etc/writer-sync/config.toml:
+/// sync.schedule: …` (the reason cut to 160 characters).
+pub fn reload_refused_status(why: &str) -> String {
+    format!(
+        "config reload refused, running the old config: {}",
+        shorten(why, 160)
+    )
+}
+
+/// `text` cut to `max` characters, with `…` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    let mut short: String = text.chars().take(max).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
 }
 
 fn panicked_report(message: String) -> Report {

@@ -3,9 +3,11 @@
 //! only place that maps outcomes to exit codes (SPEC §4):
 //! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
 
+mod assets;
 mod cli;
 #[cfg(feature = "demo")]
 mod demo;
+mod healthcheck;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -69,10 +71,51 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // `writer-sync store dump | head`: the reader has what it wanted.
+        // Like ripgrep, end quietly with success.
+        Err(Failure { error, .. }) if error.is::<StdoutClosed>() => ExitCode::from(exit::OK),
         Err(Failure { code, error }) => {
             eprintln!("writer-sync: {error:#}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// Writing to stdout failed because its reader went away (EPIPE). Only
+/// [`Printing::printing`] makes this error, so a closed socket elsewhere
+/// (Okta, the store) is never mistaken for it.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// The result of a write to stdout: a closed pipe becomes [`StdoutClosed`],
+/// any other error says what could not be printed.
+trait Printing<T> {
+    fn printing(self, what: &'static str) -> Result<T, Failure>;
+}
+
+impl<T> Printing<T> for std::io::Result<T> {
+    fn printing(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::from(StdoutClosed),
+            _ => Failure::from(anyhow::Error::new(e).context(what)),
+        })
+    }
+}
+
+impl<T> Printing<T> for serde_json::Result<T> {
+    fn printing(self, what: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| match e.io_error_kind() {
+            Some(std::io::ErrorKind::BrokenPipe) => Failure::from(StdoutClosed),
+            _ => Failure::from(anyhow::Error::new(e).context(what)),
+        })
     }
 }
 
@@ -123,6 +166,17 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(&args.db).await.map_err(Failure::from),
+        Command::Healthcheck(args) => {
+            healthcheck::check(&args.addr, std::time::Duration::from_secs(args.timeout))?;
+            Ok(exit::OK)
+        }
+        Command::GenerateAssets { dir } => {
+            let mut out = std::io::stdout().lock();
+            for path in assets::generate(&dir)? {
+                writeln!(out, "{}", path.display()).printing("cannot print")?;
+            }
+            Ok(exit::OK)
+        }
     }
 }
 
@@ -161,10 +215,16 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
     let report = reconcile::run_once(&ctx, &opts).await;
     signals.abort();
     ctx.store.close().await;
-    print_report(&report, args.json)?;
+    // The run happened: its exit code stands even when nobody reads the
+    // report any more (`run --once | head -1`).
+    match print_report(&report, args.json) {
+        Err(Failure { error, .. }) if error.is::<StdoutClosed>() => {}
+        other => other?,
+    }
     Ok(match report.status {
         Status::Ok | Status::DryRun => exit::OK,
-        Status::Failed => exit::FAILED,
+        // Interrupted by SIGTERM/SIGINT: the sync did not complete.
+        Status::Failed | Status::Interrupted => exit::FAILED,
         Status::Blocked => exit::BLOCKED,
     })
 }
@@ -172,12 +232,12 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
 fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        serde_json::to_writer(&mut out, &report.json()).context("cannot print the report")?;
-        writeln!(out).context("cannot print the report")?;
+        serde_json::to_writer(&mut out, &report.json()).printing("cannot print the report")?;
+        writeln!(out).printing("cannot print the report")?;
     } else {
-        write!(out, "{}", report.human()).context("cannot print the report")?;
+        write!(out, "{}", report.human()).printing("cannot print the report")?;
     }
-    out.flush().context("cannot print the report")?;
+    out.flush().printing("cannot print the report")?;
     Ok(())
 }
 
@@ -187,7 +247,7 @@ fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
 async fn check(file: ConfigFile) -> Result<u8, Failure> {
     let mut out = std::io::stdout().lock();
     let mut ok = true;
-    let mut line = |text: String| writeln!(out, "{text}").context("cannot print");
+    let mut line = |text: String| writeln!(out, "{text}").printing("cannot print");
     line(format!("config      {} (valid)", file.path().display()))?;
     let config = file.into_config().map_err(usage)?;
     let mode = match &config.okta.auth {
@@ -288,8 +348,8 @@ async fn open_store(url: &StoreUrl) -> Result<Store, Failure> {
 async fn store_dump(store: &Store) -> Result<u8, Failure> {
     let dump = store.dump().await?;
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &dump).context("cannot write the dump")?;
-    writeln!(out).context("cannot write the dump")?;
+    serde_json::to_writer_pretty(&mut out, &dump).printing("cannot write the dump")?;
+    writeln!(out).printing("cannot write the dump")?;
     Ok(exit::OK)
 }
 
@@ -299,11 +359,20 @@ async fn store_load(store: &Store, file: &std::path::Path) -> Result<u8, Failure
         .map_err(usage)?;
     match store.load_json(&text).await {
         Ok(summary) => {
-            tracing::info!(file = %file.display(), ?summary, "store loaded");
-            println!(
-                "{}",
-                serde_json::to_string(&summary).context("cannot print the summary")?
+            tracing::info!(
+                file = %file.display(),
+                users_inserted = summary.users_inserted,
+                users_updated = summary.users_updated,
+                teams_inserted = summary.teams_inserted,
+                teams_updated = summary.teams_updated,
+                memberships_added = summary.memberships_added,
+                memberships_updated = summary.memberships_updated,
+                summary = %summary,
+                "store loaded"
             );
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &summary).printing("cannot print the summary")?;
+            writeln!(out).printing("cannot print the summary")?;
             Ok(exit::OK)
         }
         Err(e @ (LoadError::Syntax(_) | LoadError::Invalid { .. })) => {
@@ -323,20 +392,20 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
     let runs = store.recent_runs(args.limit).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &runs).context("cannot print history")?;
-        writeln!(out).context("cannot print history")?;
+        serde_json::to_writer(&mut out, &runs).printing("cannot print history")?;
+        writeln!(out).printing("cannot print history")?;
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        writeln!(out, "no sync runs recorded yet").context("cannot print history")?;
+        writeln!(out, "no sync runs recorded yet").printing("cannot print history")?;
         return Ok(exit::OK);
     }
     writeln!(
         out,
-        "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  changes",
+        "{:>6}  {:<20}  {:<9}  {:<11}  {:>9}  changes",
         "run", "started (UTC)", "trigger", "status", "duration"
     )
-    .context("cannot print history")?;
+    .printing("cannot print history")?;
     for run in &runs {
         let started = chrono::DateTime::from_timestamp_millis(run.started_at)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -363,7 +432,7 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         };
         writeln!(
             out,
-            "{:>6}  {:<20}  {:<9}  {:<8}  {:>9}  {}",
+            "{:>6}  {:<20}  {:<9}  {:<11}  {:>9}  {}",
             run.id,
             started,
             run.trigger,
@@ -371,7 +440,7 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
             duration,
             changes.trim()
         )
-        .context("cannot print history")?;
+        .printing("cannot print history")?;
     }
     Ok(exit::OK)
 }

@@ -1,8 +1,13 @@
 //! Process metrics and their Prometheus text exposition.
 //!
 //! Invariant: metrics are updated only from finished runs and from the Okta
-//! client's own counters; rendering reads a consistent snapshot and never
-//! blocks a run for longer than a map copy.
+//! client's own counters (plus the `process_*` values, read from
+//! `/proc/self` at scrape time, outside the lock); rendering reads a
+//! consistent snapshot and never blocks a run for longer than a map copy.
+//! Names follow Prometheus conventions: base units as a suffix
+//! (`_seconds`, `_bytes`), `_total` on counters, `code` for HTTP statuses.
+
+mod process;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -47,6 +52,8 @@ struct State {
     /// `published` of the newest event processed (Unix seconds).
     newest_event: Option<f64>,
     last_poll: Option<f64>,
+    /// `process_start_time_seconds`: from `/proc/self/stat`, else `started`.
+    process_started: f64,
 }
 
 /// The metrics of this process.
@@ -70,9 +77,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
+        let started = unix_now();
         Metrics {
             state: Mutex::new(State {
-                started: unix_now(),
+                started,
+                process_started: process::start_time_seconds().unwrap_or(started),
                 ..State::default()
             }),
         }
@@ -93,7 +102,11 @@ impl Metrics {
             return;
         }
         s.last_failure = report.failure;
-        if let Some(kind) = report.failure {
+        // An interrupted run (a stop request) is not a failure: it has its
+        // own `runs_total` status and no `run_failures_total` kind.
+        if let Some(kind) = report.failure
+            && report.status == Status::Failed
+        {
             *s.failures.entry(kind.as_str()).or_default() += 1;
         }
         *s.runs.entry(report.status.as_str()).or_default() += 1;
@@ -112,7 +125,10 @@ impl Metrics {
         if report.status == Status::Ok {
             s.last_success = Some(now);
         }
-        if matches!(report.status, Status::Ok | Status::Failed) {
+        if matches!(
+            report.status,
+            Status::Ok | Status::Failed | Status::Interrupted
+        ) {
             for change in &report.changes {
                 *s.changes.entry(change.kind()).or_default() += 1;
             }
@@ -189,6 +205,8 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
+        // Read /proc before taking the lock.
+        let proc_stats = process::read();
         let s = self.state();
         let now = unix_now();
         let mut out = String::new();
@@ -206,8 +224,9 @@ impl Metrics {
             "Build information.",
         ));
         push(format!(
-            "writer_sync_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
+            "writer_sync_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("WRITER_SYNC_GIT_COMMIT")
         ));
 
         push(header(
@@ -215,7 +234,7 @@ impl Metrics {
             "counter",
             "Sync runs by outcome.",
         ));
-        for status in ["ok", "failed", "blocked", "dry_run"] {
+        for status in ["ok", "failed", "blocked", "dry_run", "interrupted"] {
             push(format!(
                 "writer_sync_runs_total{{status=\"{status}\"}} {}",
                 s.runs.get(status).copied().unwrap_or(0)
@@ -224,11 +243,11 @@ impl Metrics {
         push(header(
             "writer_sync_run_failures_total",
             "counter",
-            "Failed runs by kind of trouble (transient, credential, configuration, interrupted).",
+            "Failed runs by kind of trouble (transient, credential, configuration).",
         ));
         for kind in FailureKind::ALL
             .into_iter()
-            .filter(|k| *k != FailureKind::LockHeld)
+            .filter(|k| !matches!(k, FailureKind::LockHeld | FailureKind::Interrupted))
         {
             push(format!(
                 "writer_sync_run_failures_total{{kind=\"{}\"}} {}",
@@ -305,7 +324,7 @@ impl Metrics {
         push(header(
             "writer_sync_okta_requests_total",
             "counter",
-            "Okta requests by endpoint family and HTTP status (\"error\" = no response).",
+            "Okta requests by endpoint family and HTTP status code (\"error\" = no response).",
         ));
         let mut requests = s.okta_retired.clone();
         let mut limited = s.okta_retired_429;
@@ -317,9 +336,9 @@ impl Metrics {
             }
             limited += stats.rate_limited;
         }
-        for ((family, status), n) in &requests {
+        for ((family, code), n) in &requests {
             push(format!(
-                "writer_sync_okta_requests_total{{family=\"{family}\",status=\"{status}\"}} {n}"
+                "writer_sync_okta_requests_total{{family=\"{family}\",code=\"{code}\"}} {n}"
             ));
         }
         push(header(
@@ -354,12 +373,12 @@ impl Metrics {
             s.last_success.unwrap_or(0.0)
         ));
         push(header(
-            "writer_sync_seconds_since_last_success",
+            "writer_sync_last_success_age_seconds",
             "gauge",
             "Seconds since the last successful run (since process start when there was none).",
         ));
         push(format!(
-            "writer_sync_seconds_since_last_success {:.3}",
+            "writer_sync_last_success_age_seconds {:.3}",
             now - s.last_success.unwrap_or(s.started)
         ));
         push(header(
@@ -442,6 +461,48 @@ impl Metrics {
             "1 when the last run was blocked by the safety guard.",
         ));
         push(format!("writer_sync_plan_blocked {}", u8::from(s.blocked)));
+
+        let process_gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                proc_stats.resident_memory_bytes.map(|v| v.to_string()),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                proc_stats.virtual_memory_bytes.map(|v| v.to_string()),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                proc_stats.open_fds.map(|v| v.to_string()),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors (RLIMIT_NOFILE).",
+                proc_stats.max_fds.map(|v| v.to_string()),
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the Unix epoch in seconds.",
+                Some(format!("{:.3}", s.process_started)),
+            ),
+        ];
+        for (name, help, value) in process_gauges {
+            if let Some(value) = value {
+                push(header(name, "gauge", help));
+                push(format!("{name} {value}"));
+            }
+        }
+        if let Some(cpu) = proc_stats.cpu_seconds {
+            push(header(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+            ));
+            push(format!("process_cpu_seconds_total {cpu}"));
+        }
         out
     }
 }
@@ -453,4 +514,86 @@ fn label_value(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(status: Status, failure: Option<FailureKind>) -> Report {
+        Report {
+            status,
+            counts: Default::default(),
+            changes: Vec::new(),
+            findings: Vec::new(),
+            error: None,
+            run_id: Some(1),
+            duration_ms: 1500,
+            planned: 0,
+            failure,
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn an_interrupted_run_is_counted_as_interrupted_not_as_a_failure() {
+        let m = Metrics::new();
+        m.record_run(&report(Status::Interrupted, Some(FailureKind::Interrupted)));
+        m.record_run(&report(Status::Failed, Some(FailureKind::Transient)));
+        let text = m.render();
+        assert_eq!(
+            value(&text, "writer_sync_runs_total{status=\"interrupted\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "writer_sync_runs_total{status=\"failed\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "writer_sync_run_failures_total{kind=\"transient\"}"),
+            Some(1.0)
+        );
+        assert!(!text.contains("kind=\"interrupted\""), "{text}");
+        assert_eq!(
+            value(&text, "writer_sync_run_duration_seconds_count"),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn names_carry_their_unit_last_and_http_statuses_are_code() {
+        let m = Metrics::new();
+        let mut stats = OktaStats::default();
+        stats
+            .requests
+            .insert((crate::okta::limit::Family::Users, "200".to_owned()), 3);
+        m.set_okta_stats(stats);
+        let text = m.render();
+        assert!(
+            text.contains("writer_sync_last_success_age_seconds "),
+            "{text}"
+        );
+        assert!(!text.contains("seconds_since"), "{text}");
+        assert!(
+            text.contains("writer_sync_okta_requests_total{family=\"users\",code=\"200\"} 3"),
+            "{text}"
+        );
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_cpu_seconds_total",
+            "process_start_time_seconds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing: {text}"
+            );
+        }
+    }
 }

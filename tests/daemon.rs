@@ -259,7 +259,7 @@ both_backends!(
                 > 0.0
         );
         assert!(
-            d.metric("writer_sync_okta_requests_total{family=\"apps\",status=\"200\"}")
+            d.metric("writer_sync_okta_requests_total{family=\"apps\",code=\"200\"}")
                 .await
                 .unwrap()
                 > 0.0

@@ -447,9 +447,23 @@ fn example_config_parses_with_every_key() {
         }
         other => panic!("{other:?}"),
     }
-    // The example documents every known key: uncommented, or in the
-    // commented-out [okta.oauth] block.
-    let tables: Vec<toml::Table> = [text, oauth_text.as_str()]
+    // The example documents every known key: uncommented, commented out
+    // as `# key = default`, or in the commented-out [okta.oauth] block.
+    let defaults_uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| !k.contains(' ')) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tables: Vec<toml::Table> = [text, oauth_text.as_str(), defaults_uncommented.as_str()]
         .iter()
         .map(|t| toml::from_str(t).unwrap())
         .collect();

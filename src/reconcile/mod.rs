@@ -91,14 +91,17 @@ impl RunOptions {
     }
 }
 
-/// `host:pid` of this process.
+/// `host:pid` of this process. The host name comes from `uname(2)`, which
+/// works where `/proc/sys` is hidden (the unit's `ProcSubset=pid`).
 pub fn holder_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into());
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
+    let host = host.trim();
+    let host = if host.is_empty() {
+        "unknown-host"
+    } else {
+        host
+    };
     format!("{host}:{}", std::process::id())
 }
 
@@ -126,6 +129,7 @@ pub fn log_finished(report: &Report, trigger: &str) {
         return;
     }
     let level_error = matches!(report.status, Status::Failed | Status::Blocked);
+    let level_warn = report.status == Status::Interrupted;
     macro_rules! finished {
         ($lvl:ident) => {
             tracing::$lvl!(
@@ -155,6 +159,8 @@ pub fn log_finished(report: &Report, trigger: &str) {
     }
     if level_error {
         finished!(error);
+    } else if level_warn {
+        finished!(warn);
     } else {
         finished!(info);
     }
@@ -223,6 +229,11 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
     )
     .await;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    // A stop request (SIGTERM/SIGINT) is not a failure of the sync: the
+    // run is recorded and counted as `interrupted`.
+    if report.failure == Some(FailureKind::Interrupted) {
+        report.status = Status::Interrupted;
+    }
     if let Some(id) = run_id {
         record_outcome(store, id, &mut report).await;
     }
@@ -387,7 +398,7 @@ async fn guard_and_apply(
         report.changes = changes;
         if !reasons.is_empty() {
             report.error = Some(format!(
-                "a real run would be blocked: {}",
+                "a real run would be blocked: {}; to apply this plan once, run `writer-sync run --once --force`",
                 reasons.join("; ")
             ));
         }
@@ -398,12 +409,15 @@ async fn guard_and_apply(
         if !opts.force {
             tracing::error!(
                 reasons = %why,
-                "sync blocked by the safety guard: nothing applied; review the plan with `writer-sync run --once --dry-run` and apply it once with `writer-sync run --once --force`"
+                "sync blocked by the safety guard: nothing applied; review the plan with `writer-sync run --once --dry-run`, then apply it once with `writer-sync run --once --force`"
             );
             report.status = Status::Blocked;
             report.counts = Counts::tally(&changes, skipped, unmanaged);
             report.changes = changes;
-            report.error = Some(format!("blocked by the safety guard: {why}"));
+            report.error = Some(format!(
+                "blocked by the safety guard: {why}; nothing was applied: {}",
+                report::UNBLOCK_HINT
+            ));
             return report;
         }
         tracing::warn!(reasons = %why, "safety guard overridden by --force; applying");

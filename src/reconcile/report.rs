@@ -12,6 +12,11 @@ use serde_json::{Value, json};
 
 use crate::model::{Change, Counts, Finding, Severity, TeamRef, UserAttrs, UserRef};
 
+/// How to proceed from a blocked run: the `error` of its report, its human
+/// summary and its `sync blocked` log line say it.
+pub const UNBLOCK_HINT: &str = "review the plan with `writer-sync run --once --dry-run`, \
+     then apply it once with `writer-sync run --once --force`";
+
 /// Outcome of a run (SPEC §4 `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,6 +25,10 @@ pub enum Status {
     Failed,
     Blocked,
     DryRun,
+    /// A stop was requested (SIGTERM/SIGINT, e.g. a deploy) and the run
+    /// ended early: what was committed stays, the next run converges. Not
+    /// a failure: it is counted apart so it pages nobody.
+    Interrupted,
 }
 
 impl Status {
@@ -29,6 +38,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Blocked => "blocked",
             Status::DryRun => "dry_run",
+            Status::Interrupted => "interrupted",
         }
     }
 }
@@ -48,8 +58,9 @@ pub struct Report {
     pub duration_ms: u64,
     /// Changes in the plan (applied or not).
     pub planned: usize,
-    /// Why the run failed (status `failed`), as the daemon's next step and
-    /// the operator need it; `None` for every other status.
+    /// Why the run failed (status `failed`; [`FailureKind::Interrupted`]
+    /// for status `interrupted`), as the daemon's next step and the
+    /// operator need it; `None` for every other status.
     pub failure: Option<FailureKind>,
 }
 
@@ -198,6 +209,9 @@ impl Report {
                 format!("sync BLOCKED by the safety guard, nothing applied: plan had {counts_text}")
             }
             Status::Failed => format!("sync FAILED after applying {counts_text}"),
+            Status::Interrupted => {
+                format!("sync INTERRUPTED by a stop request after applying {counts_text}")
+            }
         };
         let _ = writeln!(out, "{headline}");
         let _ = writeln!(
@@ -215,7 +229,7 @@ impl Report {
         }
         if !self.changes.is_empty() {
             let verb = match self.status {
-                Status::Ok | Status::Failed => "applied",
+                Status::Ok | Status::Failed | Status::Interrupted => "applied",
                 Status::DryRun | Status::Blocked => "planned",
             };
             let _ = writeln!(out, "changes {verb}:");

@@ -69,6 +69,23 @@ pub struct LoadSummary {
     pub memberships_updated: usize,
 }
 
+impl std::fmt::Display for LoadSummary {
+    /// One line for people and logs, e.g. `users: 3 inserted, 1 updated;
+    /// teams: 1 inserted, 0 updated; memberships: 7 added, 0 updated`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "users: {} inserted, {} updated; teams: {} inserted, {} updated; memberships: {} added, {} updated",
+            self.users_inserted,
+            self.users_updated,
+            self.teams_inserted,
+            self.teams_updated,
+            self.memberships_added,
+            self.memberships_updated
+        )
+    }
+}
+
 impl Store {
     /// The whole org store as the dump document.
     pub async fn dump(&self) -> Result<Dump, StoreError> {
