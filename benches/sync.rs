@@ -126,9 +126,16 @@ impl Minimum {
             .sum();
         let apps =
             pages(app_users, APP_USERS_MAX_PAGE) + pages(groups.len() as u64, APP_GROUPS_MAX_PAGE);
+        // The member listings count against Okta's `/api/v1/groups` bucket;
+        // every run also reads the app itself once (its status), in a bucket
+        // of its own.
         Minimum {
             app_users,
-            by_family: BTreeMap::from([(Bucket::Apps, apps), (Bucket::GroupMembers, members)]),
+            by_family: BTreeMap::from([
+                (Bucket::Apps, apps),
+                (Bucket::AppById, 1),
+                (Bucket::Groups, members),
+            ]),
         }
     }
 
@@ -219,10 +226,10 @@ async fn run(args: Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "okta: window {}s, limits apps {} / group members {} per window, share {}%, budget {} per window ({} rpm configured), {} in flight, latency {} ms",
+        "okta: window {}s, limits apps {} / groups (search and members) {} per window, share {}%, budget {} per window ({} rpm configured), {} in flight, latency {} ms",
         args.minute_secs,
         limits.apps,
-        limits.group_members,
+        limits.groups,
         args.share,
         args.rpm,
         scaled_rpm,
@@ -230,10 +237,11 @@ async fn run(args: Args) -> Result<(), String> {
         args.latency_ms
     );
     println!(
-        "minimum requests: {} (apps {}, group_members {}); rate-limit floor {:.1}s, set by {}",
+        "minimum requests: {} (apps {}, app_by_id {}, groups {}); rate-limit floor {:.1}s, set by {}",
         minimum.total(),
         minimum.by_family.get(&Bucket::Apps).unwrap_or(&0),
-        minimum.by_family.get(&Bucket::GroupMembers).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::AppById).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::Groups).unwrap_or(&0),
         floor,
         bound_by
     );
@@ -455,9 +463,12 @@ async fn bench_store(
 fn short(family: Bucket) -> &'static str {
     match family {
         Bucket::Apps => "app",
+        Bucket::AppById => "aid",
         Bucket::Groups => "grp",
-        Bucket::GroupMembers => "mem",
+        Bucket::GroupById => "gid",
         Bucket::Users => "usr",
+        Bucket::UserById => "uid",
+        Bucket::Logs => "log",
         Bucket::Other => "oth",
     }
 }

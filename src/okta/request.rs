@@ -12,12 +12,12 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::okta::error::{Endpoint, Failure, OktaError, Resource};
+use crate::okta::error::{BodySize, Endpoint, Failure, OktaError, Resource};
 use crate::okta::limit::{
     Family, RateLimitHeaders, RetryCause, pacing_delay, parse_http_date, retry_delay, supersedes,
 };
 use crate::okta::page::{self, MAX_PAGES, PageGuard, next_link, resolve_next};
-use crate::okta::{OktaClient, lock, oauth};
+use crate::okta::{Listed, OktaClient, SmallerPages, lock, oauth};
 
 /// Per-family pacing state: no request of the family starts before `until`.
 #[derive(Debug, Default)]
@@ -32,6 +32,9 @@ pub(super) struct Gate {
 pub(super) struct Fetched {
     pub(super) status: StatusCode,
     pub(super) endpoint: Endpoint,
+    /// The URL that answered: a page's URL with a smaller `limit` when the
+    /// page had to be asked again smaller.
+    pub(super) url: Url,
     pub(super) headers: HeaderMap,
     pub(super) body: Vec<u8>,
 }
@@ -41,6 +44,9 @@ pub(super) enum Attempt {
     Retry {
         cause: RetryCause,
         failure: Box<Failure>,
+        /// A timeout or 5xx: what a page too big for Okta to answer in time
+        /// looks like.
+        slow: bool,
     },
     Fatal(OktaError),
     /// 401 on an API request with OAuth: retry once at once, with a renewed
@@ -57,6 +63,10 @@ pub(super) enum Attempt {
 pub(super) enum Call<'a> {
     /// A management API GET with the configured credential.
     Get(&'a Url),
+    /// A GET of one page of a listing: like `Get`, but a page that keeps
+    /// failing slowly is asked again with a smaller `limit`, and a member
+    /// listing whose `limit` Okta refuses falls back to 200.
+    Page(&'a Url),
     /// The OAuth token POST. Its body (a fresh client assertion) and DPoP
     /// proof are built anew for every attempt.
     Token {
@@ -68,13 +78,13 @@ pub(super) enum Call<'a> {
 impl Call<'_> {
     fn url(&self) -> &Url {
         match self {
-            Call::Get(url) | Call::Token { url, .. } => url,
+            Call::Get(url) | Call::Page(url) | Call::Token { url, .. } => url,
         }
     }
 
     fn endpoint(&self) -> Endpoint {
         match self {
-            Call::Get(url) => Endpoint::get(url),
+            Call::Get(url) | Call::Page(url) => Endpoint::get(url),
             Call::Token { url, .. } => Endpoint {
                 method: "POST",
                 path: url.path().to_owned(),
@@ -88,11 +98,12 @@ impl OktaClient {
     /// on the org), decodes each page as a JSON array of `T` and hands it to
     /// `on_page`, one page in memory at a time. Follows `rel="next"` verbatim
     /// within the org; refuses foreign hosts, cursor loops and more than
-    /// [`MAX_PAGES`] pages. Returns the number of pages.
+    /// [`MAX_PAGES`] pages. Returns the number of pages and whether some
+    /// page had to be read with a smaller `limit` (see [`Call::Page`]).
     ///
     /// An error from `on_page` stops the listing and is returned as is; the
     /// caller must then discard what it collected.
-    pub async fn for_each_page<T, E, F>(&self, first_url: Url, mut on_page: F) -> Result<usize, E>
+    pub async fn for_each_page<T, E, F>(&self, first_url: Url, mut on_page: F) -> Result<Listed, E>
     where
         T: DeserializeOwned,
         E: From<OktaError>,
@@ -105,10 +116,15 @@ impl OktaClient {
                 endpoint: Endpoint::get(&first_url),
                 reason,
             })?;
+        let requested = page::limit_of(&first_url);
+        let mut smallest = requested;
         let mut url = first_url;
         let mut pages = 0;
         loop {
-            let fetched = self.get(&url).await?;
+            let fetched = self.execute(Call::Page(&url)).await?;
+            if let Some(limit) = page::limit_of(&fetched.url) {
+                smallest = Some(smallest.map_or(limit, |s| s.min(limit)));
+            }
             let items: Vec<T> = decode(&fetched.endpoint, &fetched.body)?;
             let pagination = |reason| OktaError::Pagination {
                 endpoint: fetched.endpoint.clone(),
@@ -127,18 +143,34 @@ impl OktaClient {
             let next = next_link(links).map_err(pagination)?;
             let next_url = match next {
                 Some(target) => {
-                    let next_url = resolve_next(&url, &target).map_err(pagination)?;
+                    let next_url = resolve_next(&fetched.url, &target).map_err(pagination)?;
                     guard.admit(&next_url).map_err(pagination)?;
                     Some(next_url)
                 }
                 None => None,
             };
+            let endpoint = fetched.endpoint.clone();
             drop(fetched);
             pages += 1;
             on_page(items)?;
             match next_url {
                 Some(next_url) => url = next_url,
-                None => return Ok(pages),
+                None => {
+                    let smaller_pages = match (requested, smallest) {
+                        (Some(requested), Some(smallest)) if smallest < requested => {
+                            Some(SmallerPages {
+                                endpoint,
+                                requested,
+                                smallest,
+                            })
+                        }
+                        _ => None,
+                    };
+                    return Ok(Listed {
+                        pages,
+                        smaller_pages,
+                    });
+                }
             }
         }
     }
@@ -164,20 +196,66 @@ impl OktaClient {
     /// The request function: sends `call` with retries until success, a
     /// permanent error, or the retry budget is spent. A 401 with OAuth is
     /// retried once at once (renewed token or new DPoP nonce).
+    ///
+    /// A page ([`Call::Page`]) that failed twice in a row with a timeout or
+    /// a 5xx is asked again with its `limit` halved (only that query
+    /// parameter changes), down to [`page::PAGE_SIZE_FLOOR`], within the
+    /// same retry budget: Okta answers a page too big to build in time with
+    /// a 500 or not at all, and recommends a smaller `limit`. A member page
+    /// whose `limit` Okta refuses (400 `E0000001`) is asked again at once
+    /// with 200, and member listings ask for 200 from then on.
     pub(super) async fn execute(&self, call: Call<'_>) -> Result<Fetched, OktaError> {
         let inner = &self.inner;
         let endpoint = call.endpoint();
         let family = Family::of_path(call.url().path());
+        let rules = match call {
+            Call::Page(url) => Some(page::PageRules::of_path(url.path())),
+            Call::Get(_) | Call::Token { .. } => None,
+        };
+        // The page's URL once its `limit` was changed.
+        let mut smaller: Option<Url> = None;
+        let mut slow_in_a_row: u32 = 0;
         let started = Instant::now();
         let mut attempts: u32 = 0;
         let mut retry_for: Option<String> = None;
         let mut reauthorized = false;
         loop {
             attempts += 1;
+            let this_call = match (&smaller, call) {
+                (Some(url), Call::Page(_)) => Call::Page(url),
+                _ => call,
+            };
             let retry_header = retry_for.as_deref().map(|id| (id, attempts - 1));
-            let (cause, failure) = match self.attempt(call, family, &endpoint, retry_header).await {
+            let (cause, failure, slow) = match self
+                .attempt(this_call, family, &endpoint, retry_header)
+                .await
+            {
                 Attempt::Done(fetched) => return Ok(fetched),
-                Attempt::Fatal(err) => return Err(err),
+                Attempt::Fatal(err) => {
+                    let url = this_call.url();
+                    if let Some(rules) = rules
+                        && let Some(fallback) = limit_refused(&err, url, rules)
+                        && let Some(retry_url) = page::with_limit(url, fallback)
+                    {
+                        if rules.group_members {
+                            inner
+                                .group_members_limit
+                                .fetch_min(fallback, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        warn!(
+                            %endpoint,
+                            refused_limit = page::limit_of(url),
+                            limit = fallback,
+                            error = %err,
+                            "okta refused the page size; asking again with the smaller limit \
+                             (member listings use it from now on)"
+                        );
+                        smaller = Some(retry_url);
+                        slow_in_a_row = 0;
+                        continue;
+                    }
+                    return Err(err);
+                }
                 Attempt::Reauth {
                     renew,
                     reason,
@@ -198,7 +276,11 @@ impl OktaClient {
                     );
                     continue;
                 }
-                Attempt::Retry { cause, failure } => (cause, failure),
+                Attempt::Retry {
+                    cause,
+                    failure,
+                    slow,
+                } => (cause, failure, slow),
             };
             let delay = retry_delay(
                 attempts,
@@ -209,7 +291,14 @@ impl OktaClient {
             );
             let elapsed = started.elapsed();
             if elapsed + delay > inner.retry_budget {
-                warn!(%endpoint, attempts, last = %failure, "okta request failed; retry budget spent");
+                warn!(
+                    %endpoint,
+                    attempts,
+                    cause = cause_name(&cause, slow),
+                    last = %failure,
+                    budget_ms = inner.retry_budget.as_millis() as u64,
+                    "okta request failed; retry budget spent"
+                );
                 return Err(OktaError::RetriesExhausted {
                     endpoint,
                     attempts,
@@ -218,6 +307,23 @@ impl OktaClient {
                     last: failure,
                 });
             }
+            let budget_left_ms = (inner.retry_budget - elapsed).as_millis() as u64;
+            slow_in_a_row = if slow { slow_in_a_row + 1 } else { 0 };
+            // Two slow failures in a row on a page: ask for a smaller one.
+            let mut next_limit = None;
+            if slow_in_a_row >= 2
+                && let Some(rules) = rules
+            {
+                let url = this_call.url();
+                if let Some(limit) = page::limit_of(url)
+                    && let Some(half) = page::halved(limit, rules.floor)
+                    && let Some(retry_url) = page::with_limit(url, half)
+                {
+                    smaller = Some(retry_url);
+                    next_limit = Some(half);
+                    slow_in_a_row = 0;
+                }
+            }
             if let RetryCause::RateLimited { .. } = cause {
                 // Hold back the whole family, not only this request.
                 self.hold_family_until(family, Instant::now() + delay);
@@ -225,16 +331,21 @@ impl OktaClient {
                 warn!(
                     %endpoint,
                     attempt = attempts,
-                    delay_ms = delay.as_millis() as u64,
+                    cause = cause_name(&cause, slow),
                     failure = %failure,
+                    delay_ms = delay.as_millis() as u64,
+                    budget_left_ms,
                     "okta rate limit reached; waiting for the reset"
                 );
             } else {
                 warn!(
                     %endpoint,
                     attempt = attempts,
-                    delay_ms = delay.as_millis() as u64,
+                    cause = cause_name(&cause, slow),
                     failure = %failure,
+                    delay_ms = delay.as_millis() as u64,
+                    budget_left_ms,
+                    next_limit,
                     "okta request failed; retrying"
                 );
             }
@@ -257,7 +368,7 @@ impl OktaClient {
         // The credential comes first: getting an OAuth token is itself a
         // request that needs a slot and the budget.
         let credential = match call {
-            Call::Get(_) => match inner.authenticator.credential(self).await {
+            Call::Get(_) | Call::Page(_) => match inner.authenticator.credential(self).await {
                 Ok(credential) => Some(credential),
                 Err(err) => return Attempt::Fatal(err),
             },
@@ -279,7 +390,7 @@ impl OktaClient {
         inner.budget.acquire().await;
 
         let mut request = match call {
-            Call::Get(url) => inner.http.get(url.clone()),
+            Call::Get(url) | Call::Page(url) => inner.http.get(url.clone()),
             Call::Token { url, build } => {
                 let token_request = match build() {
                     Ok(token_request) => token_request,
@@ -325,9 +436,15 @@ impl OktaClient {
             Ok(response) => {
                 let status = response.status();
                 let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => (status, headers, body.to_vec()),
-                    Err(err) => return self.transport_failure(family, endpoint, sent, &err),
+                match self.read_body(response, endpoint).await {
+                    Ok(body) => (status, headers, body),
+                    Err(BodyError::Transport(err)) => {
+                        return self.transport_failure(family, endpoint, sent, &err);
+                    }
+                    Err(BodyError::TooLarge(err)) => {
+                        self.record(family, &status.as_u16().to_string(), None);
+                        return Attempt::Fatal(err);
+                    }
                 }
             }
             Err(err) => return self.transport_failure(family, endpoint, sent, &err),
@@ -375,6 +492,7 @@ impl OktaClient {
             return Attempt::Done(Fetched {
                 status,
                 endpoint: endpoint.clone(),
+                url: url.clone(),
                 headers,
                 body,
             });
@@ -390,15 +508,18 @@ impl OktaClient {
                         server_date,
                     },
                     failure,
+                    slow: false,
                 }
             }
             StatusCode::REQUEST_TIMEOUT => Attempt::Retry {
                 cause: RetryCause::ServerError,
                 failure,
+                slow: true,
             },
             status if status.is_server_error() => Attempt::Retry {
                 cause: RetryCause::ServerError,
                 failure,
+                slow: true,
             },
             StatusCode::UNAUTHORIZED => {
                 inner
@@ -454,7 +575,45 @@ impl OktaClient {
         Attempt::Retry {
             cause: RetryCause::Transport,
             failure,
+            slow: err.is_timeout(),
         }
+    }
+
+    /// Reads a response body into one buffer of at most
+    /// `max_response_bytes`: a larger `Content-Length` is refused before
+    /// anything is read, and a body without one (chunked) is abandoned as
+    /// soon as it passes the cap. The buffer is what the JSON is decoded
+    /// from: no second copy.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        endpoint: &Endpoint,
+    ) -> Result<Vec<u8>, BodyError> {
+        let limit = self.inner.max_response_bytes;
+        let too_large = |size| {
+            BodyError::TooLarge(OktaError::ResponseTooLarge {
+                endpoint: endpoint.clone(),
+                size,
+                limit,
+            })
+        };
+        let announced = response.content_length();
+        if let Some(length) = announced
+            && length > limit
+        {
+            return Err(too_large(BodySize::Announced(length)));
+        }
+        // A true Content-Length sizes the buffer once; without one it grows
+        // by doubling (at most twice the cap at the moment it is moved).
+        let capacity = announced.unwrap_or(0).min(limit);
+        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large(BodySize::MoreThan(limit)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     pub(super) fn record(&self, family: Family, status: &str, rate: Option<RateLimitHeaders>) {
@@ -531,6 +690,43 @@ impl OktaClient {
             }
         }
     }
+}
+
+/// Why reading a body failed.
+enum BodyError {
+    /// The connection broke or timed out: retried like any transport error.
+    Transport(reqwest::Error),
+    /// Past `max_response_bytes`: not retried.
+    TooLarge(OktaError),
+}
+
+/// The name of a retry cause in logs.
+fn cause_name(cause: &RetryCause, slow: bool) -> &'static str {
+    match cause {
+        RetryCause::RateLimited { headers, .. } if headers.limit == Some(0) => {
+            "concurrency_limited"
+        }
+        RetryCause::RateLimited { .. } => "rate_limited",
+        RetryCause::ServerError => "server_error",
+        RetryCause::Transport if slow => "timeout",
+        RetryCause::Transport => "transport",
+    }
+}
+
+/// The `limit` to ask a page again with after `err`: a 400 `E0000001`
+/// (Okta's validation error; its text is not a contract, so any validation
+/// error of a page asked with more than the fallback qualifies) on a
+/// listing that has a fallback below the `limit` of `url`.
+fn limit_refused(err: &OktaError, url: &Url, rules: page::PageRules) -> Option<u32> {
+    let OktaError::UnexpectedStatus { failure, .. } = err else {
+        return None;
+    };
+    let fallback = rules.limit_fallback?;
+    let asked = page::limit_of(url)?;
+    (failure.status == Some(400)
+        && failure.error_code.as_deref() == Some("E0000001")
+        && asked > fallback)
+        .then_some(fallback)
 }
 
 /// Which object a 404 is about, from the request path.

@@ -273,8 +273,8 @@ async fn observe_plan_apply(
             return report;
         }
     };
-    let (okta_state, store_state) = observed;
-    let okta_state = match okta_state {
+    let (observed, store_state) = observed;
+    let observed = match observed {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(format!(
@@ -296,22 +296,27 @@ async fn observe_plan_apply(
             return report;
         }
     };
+    let okta_state = observed.state;
     tracing::info!(
         okta_users = okta_state.users.len(),
         okta_groups = okta_state.groups.len(),
         store_users = store_state.users.len(),
         store_teams = store_state.teams.len(),
         observe_ms = started.elapsed().as_millis() as u64,
+        app_user_statuses = %serde_json::to_string(&observed.app_user_statuses).unwrap_or_default(),
         "observed"
     );
+    observe::log_smaller_pages(&observed.smaller_pages);
 
     let planning = Instant::now();
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
     let plan_ms = planning.elapsed().as_millis() as u64;
     drop(store_state);
     drop(okta_state);
-    log_findings(&plan);
-    report.findings = plan.findings.clone();
+    log_findings(&observed.findings);
+    log_findings(&plan.findings);
+    report.findings = observed.findings;
+    report.findings.extend(plan.findings.iter().cloned());
     report.planned = plan.changes.len();
     tracing::info!(planned = report.planned, plan_ms, "planned");
     let reasons = guard::guard(&plan, &config.safety_limits());
@@ -399,8 +404,8 @@ async fn stop_requested(stop: &AtomicBool) {
     }
 }
 
-fn log_findings(plan: &Plan) {
-    for f in &plan.findings {
+fn log_findings(findings: &[crate::model::Finding]) {
+    for f in findings {
         match f.severity {
             Severity::Error => tracing::error!(finding = %f.message, "skipped"),
             Severity::Warning => tracing::warn!(finding = %f.message, "warning"),

@@ -38,6 +38,7 @@ async fn okta_sim_binary_prints_one_json_line_and_serves() {
         max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
         request_timeout: Duration::from_secs(10),
         retry_budget: Duration::from_secs(10),
+        max_response_bytes: writer_sync::okta::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let users = client.list_app_users(&app_id).await.unwrap();
