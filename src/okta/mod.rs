@@ -1,5 +1,6 @@
 //! The Okta management API client: its settings, the endpoints writer-sync
-//! reads and their URLs. The request path itself is `request.rs`.
+//! reads and their URLs. The request path itself is `request.rs`; reading
+//! response bodies (size cap, error bodies) is `response.rs`.
 //!
 //! Invariant: all I/O to Okta goes through `OktaClient::execute`, the single
 //! request function: it takes the per-family pacing gate, a concurrency slot
@@ -15,6 +16,7 @@ pub mod limit;
 pub mod oauth;
 pub mod page;
 mod request;
+mod response;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -31,7 +33,8 @@ use url::Url;
 use crate::okta::auth::{Authenticator, OktaAuth};
 use crate::okta::error::{Endpoint, OktaError};
 use crate::okta::limit::{Budget, Family, RateLimitHeaders, RetryPolicy, ServerClock};
-use crate::okta::request::{Gate, decode, error_chain};
+use crate::okta::request::Gate;
+use crate::okta::response::{decode, error_chain};
 use crate::okta::wire::{App, AppGroup, AppUser, Group, User, UserSchema};
 
 /// Default for [`OktaClientConfig::rate_limit_share`]: Okta lets one token

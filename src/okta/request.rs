@@ -1,7 +1,8 @@
 //! The one request path: [`OktaClient::execute`] and its attempts (pacing
-//! gate, concurrency slot, budget cell, credential, send, classify, retry),
-//! the listing primitive [`OktaClient::for_each_page`] built on it, and the
-//! reading of Okta's responses (bodies, error bodies, rate-limit headers).
+//! gate, concurrency slot, budget cell, credential, send, classify, retry,
+//! smaller pages), the listing primitive [`OktaClient::for_each_page`]
+//! built on it, and the rate-limit headers of responses. Bodies are read by
+//! `response.rs`.
 
 use std::time::SystemTime;
 
@@ -12,11 +13,14 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::okta::error::{BodySize, Endpoint, Failure, OktaError, Resource};
+use crate::okta::error::{Endpoint, Failure, OktaError};
 use crate::okta::limit::{
     Family, RateLimitHeaders, RetryCause, pacing_delay, parse_http_date, retry_delay, supersedes,
 };
 use crate::okta::page::{self, MAX_PAGES, PageGuard, next_link, resolve_next};
+use crate::okta::response::{
+    BodyError, decode, error_chain, failure_from, read_body, resource_of_path,
+};
 use crate::okta::{Listed, OktaClient, SmallerPages, lock, oauth};
 
 /// Per-family pacing state: no request of the family starts before `until`.
@@ -436,7 +440,7 @@ impl OktaClient {
             Ok(response) => {
                 let status = response.status();
                 let headers = response.headers().clone();
-                match self.read_body(response, endpoint).await {
+                match read_body(response, endpoint, inner.max_response_bytes).await {
                     Ok(body) => (status, headers, body),
                     Err(BodyError::Transport(err)) => {
                         return self.transport_failure(family, endpoint, sent, &err);
@@ -579,43 +583,6 @@ impl OktaClient {
         }
     }
 
-    /// Reads a response body into one buffer of at most
-    /// `max_response_bytes`: a larger `Content-Length` is refused before
-    /// anything is read, and a body without one (chunked) is abandoned as
-    /// soon as it passes the cap. The buffer is what the JSON is decoded
-    /// from: no second copy.
-    async fn read_body(
-        &self,
-        mut response: reqwest::Response,
-        endpoint: &Endpoint,
-    ) -> Result<Vec<u8>, BodyError> {
-        let limit = self.inner.max_response_bytes;
-        let too_large = |size| {
-            BodyError::TooLarge(OktaError::ResponseTooLarge {
-                endpoint: endpoint.clone(),
-                size,
-                limit,
-            })
-        };
-        let announced = response.content_length();
-        if let Some(length) = announced
-            && length > limit
-        {
-            return Err(too_large(BodySize::Announced(length)));
-        }
-        // A true Content-Length sizes the buffer once; without one it grows
-        // by doubling (at most twice the cap at the moment it is moved).
-        let capacity = announced.unwrap_or(0).min(limit);
-        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-        while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(too_large(BodySize::MoreThan(limit)));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    }
-
     pub(super) fn record(&self, family: Family, status: &str, rate: Option<RateLimitHeaders>) {
         let mut stats = lock(&self.inner.stats);
         *stats
@@ -692,14 +659,6 @@ impl OktaClient {
     }
 }
 
-/// Why reading a body failed.
-enum BodyError {
-    /// The connection broke or timed out: retried like any transport error.
-    Transport(reqwest::Error),
-    /// Past `max_response_bytes`: not retried.
-    TooLarge(OktaError),
-}
-
 /// The name of a retry cause in logs.
 fn cause_name(cause: &RetryCause, slow: bool) -> &'static str {
     match cause {
@@ -727,88 +686,4 @@ fn limit_refused(err: &OktaError, url: &Url, rules: page::PageRules) -> Option<u
         && failure.error_code.as_deref() == Some("E0000001")
         && asked > fallback)
         .then_some(fallback)
-}
-
-/// Which object a 404 is about, from the request path.
-pub(super) fn resource_of_path(path: &str) -> Resource {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["", "api", "v1", "apps", id, ..] => Resource::App((*id).to_owned()),
-        ["", "api", "v1", "groups", id, ..] => Resource::Group((*id).to_owned()),
-        _ => Resource::Other,
-    }
-}
-
-pub(super) fn decode<T: DeserializeOwned>(
-    endpoint: &Endpoint,
-    body: &[u8],
-) -> Result<T, OktaError> {
-    serde_json::from_slice(body).map_err(|err| OktaError::Decode {
-        endpoint: endpoint.clone(),
-        reason: format!("{err} (body of {} bytes)", body.len()),
-    })
-}
-
-/// Okta's error body fields, when the body is one.
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-pub(super) struct ErrorBody {
-    error_code: Option<String>,
-    error_summary: Option<String>,
-}
-
-pub(super) fn failure_from(status: StatusCode, request_id: Option<String>, body: &[u8]) -> Failure {
-    let error: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    Failure {
-        status: Some(status.as_u16()),
-        error_code: error.error_code,
-        error_summary: error.error_summary,
-        request_id,
-        transport: None,
-    }
-}
-
-/// An error and its causes on one line (reqwest's own message is terse).
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn not_found_resource_comes_from_the_path() {
-        assert_eq!(
-            resource_of_path("/api/v1/apps/0oa1/users"),
-            Resource::App("0oa1".into())
-        );
-        assert_eq!(
-            resource_of_path("/api/v1/groups/00g1/users"),
-            Resource::Group("00g1".into())
-        );
-        assert_eq!(resource_of_path("/api/v1/groups"), Resource::Other);
-        assert_eq!(
-            Resource::App("0oa1".into()).to_string(),
-            "no app with id 0oa1 (check okta.app_id)"
-        );
-    }
-
-    #[test]
-    fn failure_reads_okta_error_bodies_and_tolerates_others() {
-        let body = br#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"x","errorCauses":[]}"#;
-        let failure = failure_from(StatusCode::TOO_MANY_REQUESTS, Some("r1".into()), body);
-        assert_eq!(failure.error_code.as_deref(), Some("E0000047"));
-        assert_eq!(failure.status, Some(429));
-        let html = failure_from(StatusCode::BAD_GATEWAY, None, b"<html>bad gateway</html>");
-        assert_eq!(html.error_code, None);
-        assert_eq!(html.to_string(), "HTTP 502");
-    }
 }
