@@ -441,6 +441,7 @@ async fn check_against_a_refused_port_returns_within_15_s_with_a_clear_error() {
         "",
     );
     let out = crate::okta_behaviour::run_binary(&text, "00refusedTOKEN", &["check"]).await;
+    eprintln!("check against a refused port took {:?}", out.took);
     assert!(
         out.took < Duration::from_secs(15),
         "check took {:?}",
@@ -482,6 +483,10 @@ async fn a_run_with_a_5s_retry_budget_fails_within_6_s_on_an_always_500_page() {
     );
     let out =
         crate::okta_behaviour::run_binary(&text, sim.token(), &["run", "--once", "--json"]).await;
+    eprintln!(
+        "a run with a 5 s budget on an always-500 page took {:?}",
+        out.took
+    );
     // No retry starts that would begin past the budget, so the run ends
     // within it, plus the last attempt (answered at once here) and the
     // process's start and store setup.

@@ -16,6 +16,16 @@ use tracing_subscriber::EnvFilter;
 /// A simulated Okta org serving the management API endpoints writer-sync reads.
 #[derive(Debug, Parser)]
 #[command(name = "okta-sim", version)]
+#[command(after_help = "\
+Behaves as Okta does where writer-sync depends on it: pagination by opaque cursors in \
+`Link: <…>; rel=\"next\"` headers (a full page is followed by a `next` link), Okta's error \
+bodies (E0000001 validation, E0000007 not found, E0000011 bad token, E0000047 rate limit), and \
+rate limits per Okta bucket with X-Rate-Limit-* headers: /api/v1/apps/* (app users and \
+groups), /api/v1/apps/{id}, /api/v1/groups/* (search AND member listings share it), \
+/api/v1/groups/{id}, /api/v1/users/*, GET /api/v1/users/{id}, /api/v1/logs, and all others. \
+It serves the app-user and user schemas (/api/v1/meta/schemas/apps/{id}/default, \
+/api/v1/meta/schemas/user/default) and, with the flags above, slow big pages, member pages \
+capped or refused above a limit, and an inactive app.")]
 #[command(group(ArgGroup::new("org").args(["users", "fixtures", "sample"])))]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
