@@ -27,6 +27,7 @@ use writer_sync::okta::wire::{AppGroup, AppUser, Group, User};
 use writer_sync::okta::{
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig,
 };
+use writer_sync::reconcile::observe::UNASSIGNED_APP_USER_STATUSES;
 use writer_sync::secret::Secret;
 
 const APP_ID: &str = "0oa1testapp000000001";
@@ -295,6 +296,10 @@ fn every_recorded_user_and_group_parses() {
     assert_eq!(app_users.len(), 1);
     assert_eq!(app_users[0].scope.as_deref(), Some("USER"));
     assert_eq!(app_users[0].profile["role"], json!("Tester"));
+    // A provisioning app's app user: PROVISIONED is an assignment in force
+    // (only REVOKED, DEPROVISIONED and INACTIVE are treated as unassigned).
+    assert_eq!(app_users[0].status.as_deref(), Some("PROVISIONED"));
+    assert!(!UNASSIGNED_APP_USER_STATUSES.contains(&"PROVISIONED"));
     let embedded = app_users[0].user.as_ref().unwrap();
     assert_eq!(embedded.status, "ACTIVE");
     assert_eq!(
@@ -312,6 +317,53 @@ fn every_recorded_user_and_group_parses() {
     let filtered: Vec<User> =
         serde_json::from_str(&fixture("spec-examples/users-filter.json")).unwrap();
     assert_eq!(filtered[0].status, "LOCKED_OUT");
+}
+
+/// The recorded member listings (issue #14, items 2 and 9): asked without a
+/// `limit`, Okta's `self` link carries its default `limit=1000`, and it
+/// builds its links on the org's own host, not on the host the request was
+/// sent to (the recording went through another host). A `next` link like
+/// that is refused, and the error says which host to configure.
+#[test]
+fn recorded_member_listing_links_carry_oktas_default_limit_and_oktas_host() {
+    use writer_sync::okta::page::{PageGuard, parse_link_header};
+    let har: Value = serde_json::from_str(&fixture("group-user-operations.har")).unwrap();
+    let listings: Vec<&Value> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["request"]["method"] == "GET"
+                && e["request"]["url"].as_str().unwrap().ends_with("/users")
+        })
+        .collect();
+    assert_eq!(listings.len(), 2);
+    for entry in listings {
+        let requested = url::Url::parse(entry["request"]["url"].as_str().unwrap()).unwrap();
+        let link = entry["response"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case("link"))
+            .unwrap()["value"]
+            .as_str()
+            .unwrap();
+        let links = parse_link_header(link).unwrap();
+        let target = url::Url::parse(&links[0].target).unwrap();
+        assert_eq!(links[0].rels, ["self"]);
+        assert_eq!(writer_sync::okta::page::limit_of(&target), Some(1_000));
+        assert_eq!(target.path(), requested.path());
+        assert_ne!(target.host_str(), requested.host_str());
+        let mut guard = PageGuard::new(&requested, 10);
+        let message = guard.admit(&target).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!(
+                "set okta.org_url to the host Okta uses in its links (https://{})",
+                target.host_str().unwrap()
+            )),
+            "{message}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
