@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::org::{Org, UserStatus};
-use okta_sim::{Bucket, RateLimits, SimHandle, SimOptions, Simulator};
+use okta_sim::{Bucket, MembersLimit, RateLimits, SimHandle, SimOptions, Simulator};
 use serde_json::Value;
 use sqlx::Connection;
 use writer_sync::okta::limit::share_of;
@@ -97,6 +97,15 @@ struct Args {
     /// for more detail, e.g. `info,writer_sync::okta=debug`).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// Member listings answer at most this many members per page, as an
+    /// Okta that lowered its legacy 1,000 (the client follows whatever
+    /// page size it gets).
+    #[arg(long)]
+    members_max_limit: Option<usize>,
+    /// With --members-max-limit: a member page asked above it gets Okta's
+    /// 400 E0000001 (the client falls back to 200 and keeps it).
+    #[arg(long, requires = "members_max_limit")]
+    members_refuse_above_max: bool,
     /// Ignored (cargo passes `--bench`).
     #[arg(long, hide = true)]
     bench: bool,
@@ -109,7 +118,9 @@ struct Minimum {
 }
 
 impl Minimum {
-    fn of(org: &Org) -> Minimum {
+    /// `members_page`: the member page size Okta answers with (1,000, or a
+    /// lower cap).
+    fn of(org: &Org, members_page: u64) -> Minimum {
         // Okta (and the simulator) sends a `next` link after every full
         // page, so a listing of n items takes n / max + 1 pages.
         let pages = |n: u64, max: u64| n / max + 1;
@@ -120,15 +131,22 @@ impl Minimum {
             .map(|g| {
                 pages(
                     org.group_members(g).map_or(0, |m| m.len()) as u64,
-                    GROUP_MEMBERS_MAX_PAGE,
+                    members_page,
                 )
             })
             .sum();
         let apps =
             pages(app_users, APP_USERS_MAX_PAGE) + pages(groups.len() as u64, APP_GROUPS_MAX_PAGE);
+        // The member listings count against Okta's `/api/v1/groups` bucket;
+        // every run also reads the app itself once (its status), in a bucket
+        // of its own.
         Minimum {
             app_users,
-            by_family: BTreeMap::from([(Bucket::Apps, apps), (Bucket::GroupMembers, members)]),
+            by_family: BTreeMap::from([
+                (Bucket::Apps, apps),
+                (Bucket::AppById, 1),
+                (Bucket::Groups, members),
+            ]),
         }
     }
 
@@ -197,7 +215,12 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let started = Instant::now();
     let org = Org::generate(&spec);
-    let minimum = Minimum::of(&org);
+    let members_page = args
+        .members_max_limit
+        .map_or(GROUP_MEMBERS_MAX_PAGE, |max| {
+            (max as u64).min(GROUP_MEMBERS_MAX_PAGE)
+        });
+    let minimum = Minimum::of(&org, members_page);
     let limits = RateLimits {
         window: Duration::from_secs_f64(args.minute_secs),
         ..RateLimits::okta_defaults()
@@ -219,10 +242,16 @@ async fn run(args: Args) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     println!(
-        "okta: window {}s, limits apps {} / group members {} per window, share {}%, budget {} per window ({} rpm configured), {} in flight, latency {} ms",
+        "okta: window {}s, limits apps {} / groups (search and members) {} per window, member pages of {}{}, share {}%, budget {} per window ({} rpm configured), {} in flight, latency {} ms",
         args.minute_secs,
         limits.apps,
-        limits.group_members,
+        limits.groups,
+        members_page,
+        if args.members_refuse_above_max {
+            " (limit above it refused)"
+        } else {
+            ""
+        },
         args.share,
         args.rpm,
         scaled_rpm,
@@ -230,10 +259,11 @@ async fn run(args: Args) -> Result<(), String> {
         args.latency_ms
     );
     println!(
-        "minimum requests: {} (apps {}, group_members {}); rate-limit floor {:.1}s, set by {}",
+        "minimum requests: {} (apps {}, app_by_id {}, groups {}); rate-limit floor {:.1}s, set by {}",
         minimum.total(),
         minimum.by_family.get(&Bucket::Apps).unwrap_or(&0),
-        minimum.by_family.get(&Bucket::GroupMembers).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::AppById).unwrap_or(&0),
+        minimum.by_family.get(&Bucket::Groups).unwrap_or(&0),
         floor,
         bound_by
     );
@@ -359,6 +389,10 @@ async fn bench_store(
         SimOptions {
             rate_limits: limits.clone(),
             latency: Duration::from_millis(args.latency_ms),
+            members_limit: args.members_max_limit.map(|max| MembersLimit {
+                max,
+                refuse_above: args.members_refuse_above_max,
+            }),
             ..SimOptions::default()
         },
     )
@@ -455,9 +489,12 @@ async fn bench_store(
 fn short(family: Bucket) -> &'static str {
     match family {
         Bucket::Apps => "app",
+        Bucket::AppById => "aid",
         Bucket::Groups => "grp",
-        Bucket::GroupMembers => "mem",
+        Bucket::GroupById => "gid",
         Bucket::Users => "usr",
+        Bucket::UserById => "uid",
+        Bucket::Logs => "log",
         Bucket::Other => "oth",
     }
 }

@@ -962,14 +962,12 @@ async fn crash(opts: &Opts) -> Res<()> {
 
 /// The faults a run may meet, with whether a run must still succeed.
 fn random_fault() -> (Fault, &'static str) {
-    use okta_sim::Bucket;
-    let families = [Bucket::Apps, Bucket::GroupMembers];
-    let family = families[fastrand::usize(..families.len())];
+    use okta_sim::{Bucket, Route};
     let page = fastrand::u32(1..=3);
-    let target = if fastrand::bool() {
-        FaultTarget::page(family, page)
-    } else {
-        FaultTarget::any()
+    let target = match fastrand::u8(..4) {
+        0 => FaultTarget::page(Bucket::Apps, page),
+        1 => FaultTarget::route_page(Route::GroupMembers, page),
+        _ => FaultTarget::any(),
     };
     let (kind, name) = match fastrand::u8(..9) {
         0 => (FaultKind::ServerError(500), "5xx"),

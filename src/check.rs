@@ -1,15 +1,33 @@
 //! `writer-sync check`: read-only probes of Okta that tell an operator what
-//! works and what to fix (credential, OAuth token and scopes, app id, pushed
-//! groups).
+//! works and what to fix (credential, OAuth token and scopes, app id and
+//! status, the role attribute in the schema, pushed groups), with a short
+//! retry budget of its own so a broken setup is diagnosed at once.
 //!
 //! Invariant: never writes anywhere; each probe reports instead of failing.
 
-use crate::config::{Config, OktaAuth, PushGroups};
-use crate::okta::OktaClient;
+use std::time::Duration;
+
+use crate::config::{Config, OktaAuth, PushGroups, RoleSource};
 use crate::okta::auth::AuthInfo;
 use crate::okta::error::{OAuthError, OktaError};
 use crate::okta::oauth::TokenInfo;
+use crate::okta::{OktaClient, OktaClientConfig};
 use crate::reconcile::error_chain;
+use crate::reconcile::observe::inactive_app_warning;
+
+/// The retry budget of `check`'s requests (at most; a smaller
+/// `okta.retry_budget` wins): enough to ride out one blip, short enough
+/// that an unreachable Okta is reported in seconds, not in the daemon's
+/// five minutes.
+pub const CHECK_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
+/// The Okta client settings of `check`: the configured ones with the retry
+/// budget capped at [`CHECK_RETRY_BUDGET`].
+pub fn okta_client_config(config: &Config) -> OktaClientConfig {
+    let mut client = config.okta_client_config();
+    client.retry_budget = client.retry_budget.min(CHECK_RETRY_BUDGET);
+    client
+}
 
 /// One line of the `check` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +39,11 @@ pub struct Probe {
 }
 
 /// Probes Okta with the configured credential: with OAuth the token (DPoP,
-/// granted scopes), then the app, its assigned users and groups (one listing
-/// each), or the named push groups.
+/// granted scopes), then the app (a warning when it is not active), its
+/// assigned users, the role attribute in the schema it is read from (a
+/// warning when it is not defined there; "could not verify" without
+/// `okta.schemas.read`), and its groups (one listing each), or the named
+/// push groups.
 pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
     let mut out = Vec::new();
     match client.auth_info().await {
@@ -61,14 +82,21 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
     }
     if let Some(app_id) = &config.okta.app_id {
         match client.get_app(app_id).await {
-            Ok(app) => out.push(Probe {
-                what: "okta app",
-                ok: app.status.is_empty() || app.status == "ACTIVE",
-                detail: format!(
-                    "{} {:?} ({}), status {}",
-                    app.id, app.label, app.name, app.status
-                ),
-            }),
+            Ok(app) => {
+                let active = app.status.is_empty() || app.status == "ACTIVE";
+                out.push(Probe {
+                    what: "okta app",
+                    ok: true,
+                    detail: if active {
+                        format!(
+                            "{} {:?} ({}), status {}",
+                            app.id, app.label, app.name, app.status
+                        )
+                    } else {
+                        format!("warning: {}", inactive_app_warning(&app))
+                    },
+                });
+            }
             Err(e) => {
                 // Without the app nothing else can be read: stop here with
                 // the message that says what to fix.
@@ -103,6 +131,7 @@ pub async fn probe(client: &OktaClient, config: &Config) -> Vec<Probe> {
             },
         });
     }
+    out.push(schema_probe(client, config).await);
     match &config.teams.push_groups {
         PushGroups::Assigned => {
             if let Some(app_id) = &config.okta.app_id {
@@ -198,6 +227,53 @@ async fn events_probe(client: &OktaClient, config: &Config) -> Probe {
     };
     Probe {
         what: "events",
+        ok: true,
+        detail,
+    }
+}
+
+/// Whether `sync.role_attribute` is defined in the schema it is read from:
+/// the app-user schema (`role_source = "app_user"` with an app) or the
+/// default user schema. A missing attribute is a warning (every role would
+/// be `member`); an unreadable schema is reported as not verified.
+async fn schema_probe(client: &OktaClient, config: &Config) -> Probe {
+    let attribute = config.sync.role_attribute.as_str();
+    let (schema, which) = match (&config.okta.app_id, config.sync.role_source) {
+        (Some(app_id), RoleSource::AppUser) => (
+            client.get_app_user_schema(app_id).await,
+            format!("the app-user schema of app {app_id}"),
+        ),
+        _ => (
+            client.get_user_schema().await,
+            "the Okta user schema (default user type)".to_owned(),
+        ),
+    };
+    let detail = match schema {
+        Ok(schema) if schema.defines(attribute) => {
+            format!("sync.role_attribute {attribute:?} is defined in {which}")
+        }
+        Ok(_) => format!(
+            "warning: sync.role_attribute {attribute:?} is not defined in {which}: every synced \
+             user would get the role member; add the attribute to that schema in Okta (Directory \
+             > Profile Editor) or fix sync.role_attribute / sync.role_source"
+        ),
+        Err(e) => {
+            let permission = matches!(&e, OktaError::Forbidden { .. } | OktaError::OAuth(_));
+            format!(
+                "could not verify that sync.role_attribute {attribute:?} is defined in {which}{}: \
+                 {}",
+                if permission {
+                    " (reading schemas needs the scope okta.schemas.read and an admin role that \
+                     can read them; optional)"
+                } else {
+                    ""
+                },
+                error_chain(&e)
+            )
+        }
+    };
+    Probe {
+        what: "okta schema",
         ok: true,
         detail,
     }

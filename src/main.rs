@@ -309,7 +309,7 @@ async fn check(file: ConfigFile) -> Result<u8, Failure> {
             ))?;
         }
     }
-    let client = okta_client(&config)?;
+    let client = OktaClient::new(writer_sync::check::okta_client_config(&config)).map_err(usage)?;
     for finding in writer_sync::check::probe(&client, &config).await {
         ok &= finding.ok;
         line(format!(

@@ -76,6 +76,9 @@ pub struct OktaGroup {
     pub id: String,
     pub name: String,
     pub member_ids: Vec<String>,
+    /// Okta's group type (`OKTA_GROUP`, `APP_GROUP` for AD/LDAP imports,
+    /// `BUILT_IN`), when Okta sent it; only named in warnings.
+    pub kind: Option<String>,
 }
 
 /// The whole in-scope Okta view of one run. Only built from complete listings:

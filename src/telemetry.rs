@@ -28,7 +28,7 @@ const DEPENDENCY_LEVELS: &str = "sqlx=warn,hyper=warn,reqwest=warn,rustls=warn,h
 
 /// Fields logged as JSON text (`counts = %json`) that a JSON line carries
 /// as nested values.
-const JSON_VALUED_FIELDS: [&str; 3] = ["counts", "change", "by_type"];
+const JSON_VALUED_FIELDS: [&str; 4] = ["counts", "change", "by_type", "app_user_statuses"];
 
 /// Keys a JSON line sets itself; an event field of the same name is written
 /// as `field.<name>` so keys stay unique.

@@ -170,6 +170,7 @@ impl Client {
             max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
             request_timeout: Duration::from_secs(5),
             retry_budget: Duration::from_secs(20),
+            max_response_bytes: writer_sync::okta::DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -460,7 +461,7 @@ async fn token_endpoint_errors_are_retried_like_api_errors() {
     sim.set_faults(vec![Fault::new(
         FaultTarget {
             family: Some(Bucket::Other),
-            page: None,
+            ..FaultTarget::any()
         },
         Times::Count(2),
         FaultKind::ServerError(503),

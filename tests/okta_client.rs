@@ -14,8 +14,8 @@ use std::time::Duration;
 use okta_sim::generate::GenSpec;
 use okta_sim::org::{Org, SimApp, UserStatus};
 use okta_sim::{
-    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, RateLimits, SimHandle, SimOptions, Simulator,
-    Times,
+    Bucket, Fault, FaultKind, FaultTarget, LinkStyle, MembersLimit, RateLimits, Route, SimHandle,
+    SimOptions, Simulator, SlowAnswer, SlowPages, Times,
 };
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -24,7 +24,10 @@ use writer_sync::okta::error::{OktaError, Resource};
 use writer_sync::okta::limit::Family;
 use writer_sync::okta::page::PageError;
 use writer_sync::okta::wire::{AppGroup, AppUser, Group, User};
-use writer_sync::okta::{DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig};
+use writer_sync::okta::{
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_RETRY_BUDGET, OktaClient, OktaClientConfig,
+};
+use writer_sync::reconcile::observe::UNASSIGNED_APP_USER_STATUSES;
 use writer_sync::secret::Secret;
 
 const APP_ID: &str = "0oa1testapp000000001";
@@ -83,6 +86,7 @@ struct ClientSettings {
     concurrency: usize,
     timeout: Duration,
     retry_budget: Duration,
+    max_response_bytes: u64,
 }
 
 impl Default for ClientSettings {
@@ -92,6 +96,7 @@ impl Default for ClientSettings {
             concurrency: 4,
             timeout: Duration::from_secs(30),
             retry_budget: DEFAULT_RETRY_BUDGET,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -105,6 +110,7 @@ fn client_with(sim: &SimHandle, token: &str, settings: ClientSettings) -> OktaCl
         max_concurrent_requests: NonZeroUsize::new(settings.concurrency).unwrap(),
         request_timeout: settings.timeout,
         retry_budget: settings.retry_budget,
+        max_response_bytes: settings.max_response_bytes,
     })
     .unwrap()
 }
@@ -117,6 +123,13 @@ fn requests_of(sim: &SimHandle, family: Bucket) -> Vec<okta_sim::RequestRecord> 
     sim.requests()
         .into_iter()
         .filter(|r| r.family == family)
+        .collect()
+}
+
+fn requests_on(sim: &SimHandle, route: Route) -> Vec<okta_sim::RequestRecord> {
+    sim.requests()
+        .into_iter()
+        .filter(|r| r.route == route)
         .collect()
 }
 
@@ -283,6 +296,10 @@ fn every_recorded_user_and_group_parses() {
     assert_eq!(app_users.len(), 1);
     assert_eq!(app_users[0].scope.as_deref(), Some("USER"));
     assert_eq!(app_users[0].profile["role"], json!("Tester"));
+    // A provisioning app's app user: PROVISIONED is an assignment in force
+    // (only REVOKED, DEPROVISIONED and INACTIVE are treated as unassigned).
+    assert_eq!(app_users[0].status.as_deref(), Some("PROVISIONED"));
+    assert!(!UNASSIGNED_APP_USER_STATUSES.contains(&"PROVISIONED"));
     let embedded = app_users[0].user.as_ref().unwrap();
     assert_eq!(embedded.status, "ACTIVE");
     assert_eq!(
@@ -300,6 +317,53 @@ fn every_recorded_user_and_group_parses() {
     let filtered: Vec<User> =
         serde_json::from_str(&fixture("spec-examples/users-filter.json")).unwrap();
     assert_eq!(filtered[0].status, "LOCKED_OUT");
+}
+
+/// The recorded member listings (issue #14, items 2 and 9): asked without a
+/// `limit`, Okta's `self` link carries its default `limit=1000`, and it
+/// builds its links on the org's own host, not on the host the request was
+/// sent to (the recording went through another host). A `next` link like
+/// that is refused, and the error says which host to configure.
+#[test]
+fn recorded_member_listing_links_carry_oktas_default_limit_and_oktas_host() {
+    use writer_sync::okta::page::{PageGuard, parse_link_header};
+    let har: Value = serde_json::from_str(&fixture("group-user-operations.har")).unwrap();
+    let listings: Vec<&Value> = har["log"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["request"]["method"] == "GET"
+                && e["request"]["url"].as_str().unwrap().ends_with("/users")
+        })
+        .collect();
+    assert_eq!(listings.len(), 2);
+    for entry in listings {
+        let requested = url::Url::parse(entry["request"]["url"].as_str().unwrap()).unwrap();
+        let link = entry["response"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case("link"))
+            .unwrap()["value"]
+            .as_str()
+            .unwrap();
+        let links = parse_link_header(link).unwrap();
+        let target = url::Url::parse(&links[0].target).unwrap();
+        assert_eq!(links[0].rels, ["self"]);
+        assert_eq!(writer_sync::okta::page::limit_of(&target), Some(1_000));
+        assert_eq!(target.path(), requested.path());
+        assert_ne!(target.host_str(), requested.host_str());
+        let mut guard = PageGuard::new(&requested, 10);
+        let message = guard.admit(&target).unwrap_err().to_string();
+        assert!(
+            message.contains(&format!(
+                "set okta.org_url to the host Okta uses in its links (https://{})",
+                target.host_str().unwrap()
+            )),
+            "{message}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -469,7 +533,7 @@ async fn group_members_and_exact_name_search() {
         members
     );
     // 450 members fit one page of 1,000 (Okta's default and the size asked).
-    let pages = requests_of(&sim, Bucket::GroupMembers);
+    let pages = requests_on(&sim, Route::GroupMembers);
     assert_eq!(pages.len(), 1, "{pages:?}");
     assert!(
         pages[0].query.as_deref().unwrap().contains("limit=1000"),
@@ -537,7 +601,8 @@ async fn for_each_page_streams_and_stops_at_a_callback_error() {
         )
         .await
         .unwrap();
-    assert_eq!((pages, sizes), (3, vec![500, 500, 200]));
+    assert_eq!((pages.pages, sizes), (3, vec![500, 500, 200]));
+    assert_eq!(pages.smaller_pages, None);
 
     #[derive(Debug)]
     enum MyError {
@@ -636,7 +701,7 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
         ),
         Fault::new(
             FaultTarget::page(Bucket::Apps, 2),
-            Times::Count(2),
+            Times::Once,
             FaultKind::ServerError(503),
         ),
     ]);
@@ -649,13 +714,18 @@ async fn server_error_on_page_3_is_retried_then_the_listing_completes() {
         .iter()
         .map(|r| (r.page, r.status))
         .collect();
-    assert_eq!(
-        pages,
-        [(1, 200), (2, 503), (2, 503), (2, 200), (3, 500), (3, 200)]
+    assert_eq!(pages, [(1, 200), (2, 503), (2, 200), (3, 500), (3, 200)]);
+    // One failure per page: retried as it was, `limit=500` throughout.
+    assert!(
+        requests_of(&sim, Bucket::Apps).iter().all(|r| r
+            .query
+            .as_deref()
+            .unwrap()
+            .contains("limit=500"))
     );
     let stats = client.stats();
-    assert_eq!(stats.retries, 3);
-    assert_eq!(stats.requests[&(Family::Apps, "503".to_owned())], 2);
+    assert_eq!(stats.retries, 2);
+    assert_eq!(stats.requests[&(Family::Apps, "503".to_owned())], 1);
     sim.shutdown().await;
 }
 
@@ -915,6 +985,7 @@ async fn connection_errors_are_retried_until_the_budget_is_spent() {
         max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
         request_timeout: Duration::from_secs(5),
         retry_budget: Duration::from_secs(20),
+        max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let started = Instant::now();
@@ -1207,5 +1278,559 @@ async fn sample_org_through_the_client() {
         roles.contains("admin") && roles.contains("member"),
         "{roles:?}"
     );
+    sim.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------
+// Okta as it really behaves (issue #14).
+// ---------------------------------------------------------------------------
+
+/// GUARD (issue #14, item 3): Okta counts the member listings
+/// (`/groups/{id}/users`) and group search against one bucket,
+/// `/api/v1/groups`. A client that paced them as two families would follow
+/// the headers of one listing and send the other into a window it had
+/// already used up: 429s. Interleaved on one request slot, against Okta's
+/// per-bucket limit, there are none, and both count against `groups`.
+#[tokio::test(start_paused = true)]
+async fn member_listings_and_group_search_share_oktas_groups_bucket() {
+    let mut org = org_with_app_users(600);
+    let big = org.add_group("Big", None);
+    for id in org.user_ids() {
+        org.add_member(&big, &id).unwrap();
+    }
+    for i in 0..6 {
+        org.add_group(&format!("Team {i}"), None);
+    }
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            rate_limits: RateLimits {
+                groups: 8,
+                ..RateLimits::uniform(u32::MAX, Duration::from_secs(60))
+            },
+            // 600 members: 12 full pages and the empty one after them.
+            max_page_size: Some(50),
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client_with(
+        &sim,
+        sim.token(),
+        ClientSettings {
+            concurrency: 1,
+            ..ClientSettings::default()
+        },
+    );
+    let started = Instant::now();
+    let members = client.list_group_members(&big);
+    let searches = async {
+        for i in 0..6 {
+            let found = client
+                .find_groups_by_name(&format!("Team {i}"))
+                .await
+                .unwrap();
+            assert_eq!(found.len(), 1);
+        }
+    };
+    let (members, ()) = tokio::join!(members, searches);
+    assert_eq!(members.unwrap().len(), 600);
+    let routes: BTreeSet<Route> = sim.requests().iter().map(|r| r.route).collect();
+    assert_eq!(
+        routes,
+        BTreeSet::from([Route::Groups, Route::GroupMembers]),
+        "both listings ran"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.rate_limited, 0, "{:?}", sim.requests());
+    assert_eq!(stats.requests_by_family[&Bucket::Groups], 19);
+    assert_eq!(client.stats().requests_of(Family::Groups), 19);
+    // 19 requests at 8 per window: three windows, two waits for a reset.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(120) && elapsed < Duration::from_secs(130),
+        "{elapsed:?}"
+    );
+    sim.shutdown().await;
+}
+
+/// The app (`/apps/{id}`) and a user (`/users/{id}`) are buckets of their
+/// own in Okta: the app's object does not drain the app-user listing's
+/// scarce `apps` bucket.
+#[tokio::test(start_paused = true)]
+async fn the_app_itself_is_a_bucket_of_its_own() {
+    let sim = Simulator::start(
+        org_with_app_users(10),
+        SimOptions {
+            rate_limits: RateLimits {
+                apps: 1,
+                ..RateLimits::uniform(u32::MAX, Duration::from_secs(60))
+            },
+            ..SimOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let started = Instant::now();
+    client.list_app_users(APP_ID).await.unwrap();
+    for _ in 0..3 {
+        client.get_app(APP_ID).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let stats = sim.stats();
+    assert_eq!(stats.rate_limited, 0);
+    assert_eq!(stats.requests_by_family[&Bucket::Apps], 1);
+    assert_eq!(stats.requests_by_family[&Bucket::AppById], 3);
+    assert_eq!(client.stats().requests_of(Family::AppById), 3);
+    sim.shutdown().await;
+}
+
+/// Issue #14, item 1: pages above 250 app users answer after more than the
+/// client's timeout. After two timeouts in a row the page is asked again
+/// with `limit` halved (only that parameter changes), and the rest of the
+/// listing follows Okta's `next` links, which keep the smaller limit.
+#[tokio::test(start_paused = true)]
+async fn a_page_that_times_out_twice_is_asked_again_with_half_the_limit() {
+    let logs = captured_logs();
+    let org = org_with_app_users(1_001);
+    let expected = org.app_user_ids();
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            slow_pages: Some(SlowPages {
+                more_than: 250,
+                answer: SlowAnswer::Delay(Duration::from_secs(300)),
+            }),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client_with(
+        &sim,
+        sim.token(),
+        ClientSettings {
+            timeout: Duration::from_secs(10),
+            ..ClientSettings::default()
+        },
+    );
+    let mut users = Vec::new();
+    let listed = client
+        .for_each_page(
+            client.app_users_url(APP_ID).unwrap(),
+            |page: Vec<AppUser>| {
+                users.extend(page.into_iter().map(|u| u.id));
+                Ok::<(), OktaError>(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(users, expected, "every user once, in order");
+    let smaller = listed.smaller_pages.expect("the listing shrank");
+    assert_eq!((smaller.requested, smaller.smallest), (500, 250));
+    assert_eq!(
+        smaller.endpoint.to_string(),
+        format!("GET /api/v1/apps/{APP_ID}/users")
+    );
+    let queries: Vec<String> = requests_of(&sim, Bucket::Apps)
+        .iter()
+        .map(|r| r.query.clone().unwrap_or_default())
+        .collect();
+    // Two timeouts at 500 (the simulator logs only what it answered), then
+    // 250 per page: 250, 250, 250, 250, 1.
+    let stats = client.stats();
+    assert_eq!(stats.requests[&(Family::Apps, "error".to_owned())], 2);
+    assert_eq!(queries.len(), 5, "{queries:?}");
+    assert_eq!(queries[0], "limit=250&expand=user");
+    assert!(
+        queries[1..]
+            .iter()
+            .all(|q| q.contains("&limit=250&expand=user"))
+    );
+    let text = logs.text();
+    let retry = text
+        .lines()
+        .find(|l| l.contains("okta request failed; retrying") && l.contains("next_limit=250"))
+        .unwrap_or_else(|| panic!("no retry line with the new limit:\n{text}"));
+    for field in ["attempt=2", "timeout", "budget_left_ms=", "delay_ms="] {
+        assert!(retry.contains(field), "{field} missing: {retry}");
+    }
+    sim.shutdown().await;
+}
+
+/// The same with Okta's other answer to a page it cannot build in time, a
+/// 500: halved again and again until a page is small enough.
+#[tokio::test(start_paused = true)]
+async fn pages_that_keep_failing_with_500_shrink_down_to_what_okta_can_answer() {
+    let org = org_with_app_users(300);
+    let expected = org.app_user_ids();
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            slow_pages: Some(SlowPages {
+                more_than: 70,
+                answer: SlowAnswer::ServerError,
+            }),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let users = client.list_app_users(APP_ID).await.unwrap();
+    assert_eq!(
+        users.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let limits: Vec<(String, u16)> = requests_of(&sim, Bucket::Apps)
+        .iter()
+        .map(|r| {
+            let query = r.query.clone().unwrap_or_default();
+            let limit = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("limit="))
+                .unwrap()
+                .to_owned();
+            (limit, r.status)
+        })
+        .collect();
+    let first: Vec<(&str, u16)> = limits[..7].iter().map(|(l, s)| (l.as_str(), *s)).collect();
+    assert_eq!(
+        first,
+        [
+            ("500", 500),
+            ("500", 500),
+            ("250", 500),
+            ("250", 500),
+            ("125", 500),
+            ("125", 500),
+            ("62", 200)
+        ]
+    );
+    assert!(limits[7..].iter().all(|(l, s)| l == "62" && *s == 200));
+    sim.shutdown().await;
+}
+
+/// Halving stops at the floor (20): a page that fails at every size fails
+/// the listing when the retry budget is spent, with nothing returned.
+#[tokio::test(start_paused = true)]
+async fn halving_stops_at_the_floor_and_the_budget_still_ends_the_listing() {
+    let sim = Simulator::start(
+        org_with_app_users(100),
+        SimOptions {
+            slow_pages: Some(SlowPages {
+                more_than: 0,
+                answer: SlowAnswer::ServerError,
+            }),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let err = client.list_app_users(APP_ID).await.unwrap_err();
+    assert!(matches!(err, OktaError::RetriesExhausted { .. }), "{err}");
+    let limits: BTreeSet<String> = requests_of(&sim, Bucket::Apps)
+        .iter()
+        .filter_map(|r| {
+            r.query
+                .as_deref()?
+                .split('&')
+                .find_map(|p| p.strip_prefix("limit="))
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        limits,
+        ["500", "250", "125", "62", "31", "20"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    );
+    sim.shutdown().await;
+}
+
+/// Issue #14, item 2: an Okta that caps member pages at 200 (clamping the
+/// `limit`) is followed page by page; one that refuses `limit=1000` with
+/// its 400 E0000001 gets 200 instead, and the client asks member listings
+/// for 200 from then on.
+#[tokio::test(start_paused = true)]
+async fn member_pages_follow_a_lower_cap_and_fall_back_to_200_when_1000_is_refused() {
+    let mut org = org_with_app_users(450);
+    let group = org.add_group("Eng", None);
+    let other = org.add_group("Ops", None);
+    let members = org.user_ids();
+    for member in &members {
+        org.add_member(&group, member).unwrap();
+        org.add_member(&other, member).unwrap();
+    }
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            members_limit: Some(MembersLimit {
+                max: 200,
+                refuse_above: false,
+            }),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    // Clamped: asked for 1,000, answered 200 per page.
+    let listed = client.list_group_members(&group).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        members
+    );
+    let pages = requests_on(&sim, Route::GroupMembers);
+    assert_eq!(pages.len(), 3, "200 + 200 + 50");
+    assert!(pages.iter().all(|p| p.status == 200));
+    assert_eq!(client.group_members_limit(), 1_000);
+
+    // Refused: Okta's validation error, then 200.
+    sim.set_members_limit(Some(MembersLimit {
+        max: 200,
+        refuse_above: true,
+    }));
+    sim.reset_log();
+    let listed = client.list_group_members(&group).await.unwrap();
+    assert_eq!(listed.len(), 450);
+    let pages: Vec<(u16, String)> = requests_on(&sim, Route::GroupMembers)
+        .iter()
+        .map(|r| (r.status, r.query.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(pages[0], (400, "limit=1000".to_owned()));
+    assert_eq!(pages[1], (200, "limit=200".to_owned()));
+    assert_eq!(pages.len(), 4, "{pages:?}");
+    assert_eq!(client.group_members_limit(), 200);
+    assert_eq!(client.stats().retries, 0, "a refusal is not a retry");
+    // Remembered: the next listing asks for 200 at once.
+    sim.reset_log();
+    assert_eq!(client.list_group_members(&other).await.unwrap().len(), 450);
+    let pages = requests_on(&sim, Route::GroupMembers);
+    assert!(pages.iter().all(|p| p.status == 200), "{pages:?}");
+    assert!(
+        pages[0].query.as_deref() == Some("limit=200"),
+        "{:?}",
+        pages[0]
+    );
+    sim.shutdown().await;
+}
+
+/// A 400 that is not about the page size still fails at once: the fallback
+/// is tried once, and app-user listings (which ask for a documented
+/// maximum) have none.
+#[tokio::test(start_paused = true)]
+async fn a_refused_limit_is_retried_once_at_most() {
+    let mut org = org_with_app_users(5);
+    let group = org.add_group("Eng", None);
+    let sim = Simulator::start(
+        org,
+        SimOptions {
+            members_limit: Some(MembersLimit {
+                max: 100,
+                refuse_above: true,
+            }),
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let client = client(&sim);
+    let err = client.list_group_members(&group).await.unwrap_err();
+    assert!(
+        matches!(&err, OktaError::UnexpectedStatus { failure, .. } if failure.status == Some(400)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("E0000001"), "{err}");
+    let statuses: Vec<u16> = requests_on(&sim, Route::GroupMembers)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [400, 400], "1,000 then 200, both refused");
+    sim.shutdown().await;
+}
+
+/// Issue #13, item 9: every retry is a WARN with the attempt, the cause
+/// and the time left in the budget.
+#[tokio::test(start_paused = true)]
+async fn every_retry_logs_its_attempt_cause_and_budget_left() {
+    let logs = captured_logs();
+    let sim = Simulator::start(org_with_app_users(3), options())
+        .await
+        .unwrap();
+    let client = client_with(
+        &sim,
+        sim.token(),
+        ClientSettings {
+            retry_budget: Duration::from_secs(100),
+            ..ClientSettings::default()
+        },
+    );
+    sim.set_faults(vec![
+        Fault::new(
+            FaultTarget::page(Bucket::AppById, 1),
+            Times::Once,
+            FaultKind::ServerError(502),
+        ),
+        Fault::new(
+            FaultTarget::page(Bucket::AppById, 1),
+            Times::Once,
+            FaultKind::RateLimited,
+        ),
+    ]);
+    client.get_app(APP_ID).await.unwrap();
+    let text = logs.text();
+    let path = format!("GET /api/v1/apps/{APP_ID}");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains(&path) && !l.contains("/users"))
+        .collect();
+    let failed = lines
+        .iter()
+        .find(|l| l.contains("attempt=1") && l.contains("server_error"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let limited = lines
+        .iter()
+        .find(|l| l.contains("attempt=2") && l.contains("rate_limited"))
+        .unwrap_or_else(|| panic!("{text}"));
+    // Paused time: the first retry has the whole 100 s left, the second
+    // the budget minus the first backoff (under a second).
+    assert!(failed.contains("budget_left_ms=100000"), "{failed}");
+    assert!(limited.contains("budget_left_ms=99"), "{limited}");
+    for line in [failed, limited] {
+        assert!(line.contains("failure="), "{line}");
+    }
+    assert!(failed.contains("HTTP 502"), "{failed}");
+    assert!(limited.contains("E0000047"), "{limited}");
+    sim.shutdown().await;
+}
+
+/// A fake Okta that answers every request with a body of `size` bytes,
+/// with or without `Content-Length`, and counts the requests.
+async fn big_body_server(
+    size: usize,
+    content_length: bool,
+) -> (url::Url, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::body::Body;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    let app = axum::Router::new().fallback(move || {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let chunk = vec![b' '; 64 * 1024];
+            let chunks = size.div_ceil(chunk.len());
+            let stream = futures_util::stream::iter(
+                (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            let mut response = axum::response::Response::builder().status(200);
+            if content_length {
+                response = response.header("content-length", chunks * 64 * 1024);
+            }
+            response.body(Body::from_stream(stream)).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, hits)
+}
+
+/// Issue #13, item 6: a body above `max_response_bytes` is refused from
+/// its `Content-Length` before it is read, or abandoned at the cap while
+/// streaming; either way the request fails at once (no retry), naming the
+/// endpoint and the size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_fail_at_once_naming_the_endpoint_and_the_size() {
+    for content_length in [true, false] {
+        let (url, hits) = big_body_server(8 * 1024 * 1024, content_length).await;
+        let client = OktaClient::new(OktaClientConfig {
+            org_url: url,
+            auth: OktaAuth::Ssws(Secret::new("00token")),
+            requests_per_minute: NonZeroU32::new(6_000).unwrap(),
+            rate_limit_share: 100,
+            max_concurrent_requests: NonZeroUsize::new(2).unwrap(),
+            request_timeout: Duration::from_secs(30),
+            retry_budget: Duration::from_secs(30),
+            max_response_bytes: 1024 * 1024,
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        let err = client.list_app_users(APP_ID).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(err, OktaError::ResponseTooLarge { .. }), "{err}");
+        assert!(!err.is_transient());
+        let message = err.to_string();
+        let size = if content_length {
+            "8388608 bytes (Content-Length)"
+        } else {
+            "more than 1048576 bytes"
+        };
+        for expected in [
+            format!("GET /api/v1/apps/{APP_ID}/users"),
+            size.to_owned(),
+            "okta.max_response_bytes is 1048576 bytes".to_owned(),
+        ] {
+            assert!(message.contains(&expected), "{expected:?} in {message}");
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "no retry"
+        );
+        assert_eq!(client.stats().retries, 0);
+    }
+}
+
+/// Issue #14, item 9: a `next` link on another host says what to set.
+#[tokio::test(start_paused = true)]
+async fn a_foreign_next_link_says_to_set_org_url_to_oktas_host() {
+    let sim = Simulator::start(org_with_app_users(600), options())
+        .await
+        .unwrap();
+    sim.set_faults(vec![Fault::new(
+        FaultTarget::page(Bucket::Apps, 1),
+        Times::Once,
+        FaultKind::ForeignNextLink,
+    )]);
+    let err = client(&sim).list_app_users(APP_ID).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "set okta.org_url to the host Okta uses in its links (http://okta-sim-foreign.invalid"
+        ),
+        "{message}"
+    );
+    sim.shutdown().await;
+}
+
+/// Issue #14, item 8: the schemas the role attribute is read from.
+#[tokio::test(start_paused = true)]
+async fn schemas_list_their_attributes() {
+    let sim = Simulator::start(org_with_app_users(1), options())
+        .await
+        .unwrap();
+    let client = client(&sim);
+    let app_schema = client.get_app_user_schema(APP_ID).await.unwrap();
+    assert!(app_schema.defines("writerRole"));
+    assert!(app_schema.defines("userName"));
+    let user_schema = client.get_user_schema().await.unwrap();
+    assert!(user_schema.defines("writerRole") && user_schema.defines("email"));
+    sim.set_schema_custom_attributes(Vec::new());
+    assert!(
+        !client
+            .get_app_user_schema(APP_ID)
+            .await
+            .unwrap()
+            .defines("writerRole")
+    );
+    let schema_requests = requests_on(&sim, Route::Schema);
+    assert_eq!(schema_requests.len(), 3);
+    assert!(schema_requests.iter().all(|r| r.family == Bucket::Other));
     sim.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use okta_sim::org::{Org, SimApp, UserStatus};
-use okta_sim::{Bucket, Fault, FaultKind, FaultTarget, SimHandle, SimOptions, Simulator, Times};
+use okta_sim::{Fault, FaultKind, FaultTarget, Route, SimHandle, SimOptions, Simulator, Times};
 
 const BIN: &str = env!("CARGO_BIN_EXE_writer-sync");
 
@@ -581,7 +581,7 @@ both_backends!(
         let w = World::new(db).await;
         let before = w.dump().await;
         w.sim.set_faults(vec![Fault::new(
-            FaultTarget::page(Bucket::GroupMembers, 1),
+            FaultTarget::route_page(Route::GroupMembers, 1),
             Times::Always,
             FaultKind::TruncatedBody,
         )]);

@@ -713,11 +713,13 @@ async fn apply_100k_first_sync_timing() {
         max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
         request_timeout: Duration::from_secs(60),
         retry_budget: Duration::from_secs(60),
+        max_response_bytes: writer_sync::okta::DEFAULT_MAX_RESPONSE_BYTES,
     })
     .unwrap();
     let okta_state = observe::observe(&okta, &config_for("sqlite://unused.db"), &|_| {})
         .await
-        .unwrap();
+        .unwrap()
+        .state;
     for kind in [common::Kind::Sqlite, common::Kind::Postgres] {
         let Some(db) = common::TestDb::new(kind, "apply100k").await else {
             continue;

@@ -36,9 +36,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::okta::OktaClientConfig;
 use crate::okta::key::PrivateKey;
 use crate::okta::oauth::{DpopMode, OAuthConfig};
-use crate::okta::{DEFAULT_RETRY_BUDGET, OktaClientConfig};
 use crate::secret::Secret;
 use crate::store::StoreUrl;
 
@@ -193,6 +193,10 @@ pub struct OktaConfig {
     pub rate_limit_share: u8,
     pub max_concurrent_requests: NonZeroUsize,
     pub request_timeout: Duration,
+    /// Time one Okta request may spend on retries (`okta.retry_budget`).
+    pub retry_budget: Duration,
+    /// Largest Okta response body accepted (`okta.max_response_bytes`).
+    pub max_response_bytes: u64,
 }
 
 /// How writer-sync authenticates to Okta, as configured.
@@ -414,7 +418,8 @@ impl Config {
             rate_limit_share: self.okta.rate_limit_share,
             max_concurrent_requests: self.okta.max_concurrent_requests,
             request_timeout: self.okta.request_timeout,
-            retry_budget: DEFAULT_RETRY_BUDGET,
+            retry_budget: self.okta.retry_budget,
+            max_response_bytes: self.okta.max_response_bytes,
         }
     }
 

@@ -36,6 +36,8 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "okta.rate_limit_share",
     "okta.max_concurrent_requests",
     "okta.request_timeout",
+    "okta.retry_budget",
+    "okta.max_response_bytes",
     "okta.oauth.client_id",
     "okta.oauth.private_key_file",
     "okta.oauth.key_id",
@@ -147,6 +149,10 @@ pub(super) struct RawOkta {
     pub(super) max_concurrent_requests: i64,
     #[serde(default = "default_timeout")]
     pub(super) request_timeout: String,
+    #[serde(default = "default_retry_budget")]
+    pub(super) retry_budget: String,
+    #[serde(default = "default_max_response_bytes")]
+    pub(super) max_response_bytes: i64,
     pub(super) oauth: Option<RawOAuth>,
 }
 
@@ -178,7 +184,13 @@ fn default_concurrency() -> i64 {
     4
 }
 fn default_timeout() -> String {
-    "30s".into()
+    format!("{}s", crate::okta::DEFAULT_REQUEST_TIMEOUT.as_secs())
+}
+fn default_retry_budget() -> String {
+    format!("{}s", crate::okta::DEFAULT_RETRY_BUDGET.as_secs())
+}
+fn default_max_response_bytes() -> i64 {
+    i64::try_from(crate::okta::DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, Deserialize)]

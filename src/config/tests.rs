@@ -32,7 +32,10 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.okta.requests_per_minute.get(), 300);
     assert_eq!(c.okta.rate_limit_share, 50);
     assert_eq!(c.okta.max_concurrent_requests.get(), 4);
-    assert_eq!(c.okta.request_timeout, Duration::from_secs(30));
+    // 120 s, not SPEC §5's 30 s: issue #14 (big app-user pages take longer).
+    assert_eq!(c.okta.request_timeout, Duration::from_secs(120));
+    assert_eq!(c.okta.retry_budget, Duration::from_secs(300));
+    assert_eq!(c.okta.max_response_bytes, 64 * 1024 * 1024);
     assert_eq!(
         c.store.url,
         StoreUrl::Sqlite(PathBuf::from("/var/lib/writer-sync/writer.db"))
@@ -128,6 +131,18 @@ fn every_invalid_value_names_its_key() {
         (
             "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nrequest_timeout = \"0s\"",
             "okta.request_timeout",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nretry_budget = \"soon\"",
+            "okta.retry_budget",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nmax_response_bytes = 100",
+            "okta.max_response_bytes",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\nmax_response_bytes = -1",
+            "okta.max_response_bytes",
         ),
         (
             "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[store]\nurl = \"mysql://x\"",

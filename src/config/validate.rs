@@ -77,6 +77,22 @@ pub(super) fn validate(
             "must be greater than 0".into(),
         ));
     }
+    let retry_budget =
+        parse_duration(&raw.okta.retry_budget).map_err(|m| invalid("okta.retry_budget", m))?;
+    let max_response_bytes = u64::try_from(raw.okta.max_response_bytes)
+        .ok()
+        .filter(|n| *n >= MIN_RESPONSE_BYTES)
+        .ok_or_else(|| {
+            invalid(
+                "okta.max_response_bytes",
+                format!(
+                    "{} must be a number of bytes of at least {MIN_RESPONSE_BYTES} (default {}, \
+                     64 MiB)",
+                    raw.okta.max_response_bytes,
+                    crate::okta::DEFAULT_MAX_RESPONSE_BYTES
+                ),
+            )
+        })?;
 
     let auth = match raw.okta.oauth {
         None => resolve_ssws_token(raw.okta.api_token_file.as_deref(), path, env)?,
@@ -233,6 +249,8 @@ pub(super) fn validate(
             rate_limit_share,
             max_concurrent_requests,
             request_timeout,
+            retry_budget,
+            max_response_bytes,
         },
         store,
         sync: SyncConfig {
@@ -461,6 +479,9 @@ fn validate_scopes(raw: RawScopes) -> Result<Vec<String>, String> {
 
 /// Parses durations like `30s`, `500ms`, `5m`, `1h`, `1m30s`, or a bare
 /// number of seconds.
+/// Smallest `okta.max_response_bytes`: one Okta error body fits easily.
+const MIN_RESPONSE_BYTES: u64 = 4096;
+
 pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
     let s = raw.trim();
     if s.is_empty() {

@@ -82,6 +82,25 @@ impl fmt::Display for Failure {
     }
 }
 
+/// How big an oversized response body was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodySize {
+    /// Its `Content-Length` (nothing was read).
+    Announced(u64),
+    /// No (or a smaller) `Content-Length`: reading stopped after this many
+    /// bytes.
+    MoreThan(u64),
+}
+
+impl fmt::Display for BodySize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodySize::Announced(n) => write!(f, "{n} bytes (Content-Length)"),
+            BodySize::MoreThan(n) => write!(f, "more than {n} bytes (reading stopped there)"),
+        }
+    }
+}
+
 /// The Okta object a 404 was about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -182,6 +201,21 @@ pub enum OktaError {
     #[error(transparent)]
     OAuth(Box<OAuthError>),
 
+    /// A response body larger than the configured cap
+    /// (`okta.max_response_bytes`): refused from its `Content-Length`
+    /// before reading, or abandoned once that many bytes were read. Not
+    /// retried: Okta would send the same again, and a body this big is
+    /// either hostile or a listing no page of which should be that large.
+    #[error(
+        "the okta response to {endpoint} is too large: {size}, and okta.max_response_bytes is \
+         {limit} bytes; the response was not used"
+    )]
+    ResponseTooLarge {
+        endpoint: Endpoint,
+        size: BodySize,
+        limit: u64,
+    },
+
     /// A 2xx body that is not the JSON we expect (truncated, wrong shape).
     /// Not retried: the response was complete as far as HTTP is concerned.
     #[error("could not decode the okta response to {endpoint}: {reason}")]
@@ -216,6 +250,7 @@ impl OktaError {
             OktaError::UnexpectedStatus { .. } => "unexpected_status",
             OktaError::RetriesExhausted { .. } => "retries_exhausted",
             OktaError::OAuth(_) => "oauth",
+            OktaError::ResponseTooLarge { .. } => "response_too_large",
             OktaError::Decode { .. } => "decode",
             OktaError::Pagination { .. } => "pagination",
         }
@@ -342,9 +377,10 @@ impl From<OAuthError> for OktaError {
 /// Which scope an endpoint family needs, for the 403 message.
 pub(crate) fn required_scope(family: Family) -> &'static str {
     match family {
-        Family::Apps => "okta.apps.read",
-        Family::Groups | Family::GroupMembers => "okta.groups.read",
-        Family::Users => "okta.users.read",
+        Family::Apps | Family::AppById => "okta.apps.read",
+        Family::Groups | Family::GroupById => "okta.groups.read",
+        Family::Users | Family::UserById => "okta.users.read",
+        Family::Logs => "okta.logs.read",
         Family::Other => "the okta.*.read scope of that endpoint",
     }
 }

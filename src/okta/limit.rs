@@ -16,50 +16,82 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use reqwest::header::HeaderMap;
 
-/// Okta rate-limit buckets as this client groups its requests. Okta's real
-/// buckets are finer (e.g. `/api/v1/apps/{id}` alone is its own bucket); the
-/// families cover the endpoints the sync reads.
+/// Okta's rate-limit buckets, as this client files its requests: one
+/// family per bucket, so a 429 hold or a pacing wait on one family holds
+/// exactly the requests that drain that bucket in Okta.
+///
+/// The table (Okta matches a request to the bucket of its exact path first,
+/// else of its longest prefix) comes from Okta's own mapping in the
+/// terraform provider (`okta/internal/apimutex/apimutex.go` in
+/// okta/terraform-provider-okta, `normalizeKey`, which cites Okta's internal
+/// "rate-limit-mappings-CLASSIC-DEFAULT" file) and the last published
+/// per-bucket table of Okta's docs (`rl-global-mgmt`), both summarized in
+/// the team's Okta research, part A.1 #3 and A.2. It classifies GET
+/// requests, the only management calls this client makes: the methods that
+/// change objects have buckets of their own in Okta (e.g. `POST
+/// /api/v1/users/{id}`), which this client never uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
-    /// `/api/v1/apps` and `/api/v1/apps/*` (app users, app groups, the app).
+    /// `/api/v1/apps` and everything below it except the app itself: the
+    /// app-user and app-group listings.
     Apps,
-    /// `/api/v1/groups` (list and search).
+    /// `/api/v1/apps/{id}` exactly (the app object): a bucket of its own.
+    AppById,
+    /// `/api/v1/groups` and everything below it except a group itself:
+    /// group search and list, and the member listings
+    /// `/api/v1/groups/{id}/users`, which share this bucket in Okta.
     Groups,
-    /// `/api/v1/groups/{id}/users`.
-    GroupMembers,
-    /// `/api/v1/users` and `/api/v1/users/*`.
+    /// `/api/v1/groups/{id}` exactly (a group object).
+    GroupById,
+    /// `/api/v1/users` and everything below it except a user itself.
     Users,
-    /// Everything else.
+    /// `GET /api/v1/users/{idOrLogin}` exactly (a user object).
+    UserById,
+    /// `/api/v1/logs` (the System Log): a bucket of its own.
+    Logs,
+    /// Everything else ("most other endpoints" in Okta's table; the token
+    /// endpoint and the schemas included).
     Other,
 }
 
 impl Family {
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 8] = [
         Family::Apps,
+        Family::AppById,
         Family::Groups,
-        Family::GroupMembers,
+        Family::GroupById,
         Family::Users,
+        Family::UserById,
+        Family::Logs,
         Family::Other,
     ];
 
+    /// The family's name in metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Apps => "apps",
+            Family::AppById => "app_by_id",
             Family::Groups => "groups",
-            Family::GroupMembers => "group_members",
+            Family::GroupById => "group_by_id",
             Family::Users => "users",
+            Family::UserById => "user_by_id",
+            Family::Logs => "logs",
             Family::Other => "other",
         }
     }
 
-    /// The family of a request path (percent-encoded, without the query).
+    /// The family of a GET request's path (percent-encoded, without the
+    /// query; a trailing `/` does not matter). This match is the table.
     pub fn of_path(path: &str) -> Family {
         let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
         match segments.as_slice() {
+            ["", "api", "v1", "apps", _] => Family::AppById,
             ["", "api", "v1", "apps", ..] => Family::Apps,
-            ["", "api", "v1", "groups"] => Family::Groups,
-            ["", "api", "v1", "groups", _, "users"] => Family::GroupMembers,
+            ["", "api", "v1", "groups", _] => Family::GroupById,
+            ["", "api", "v1", "groups", ..] => Family::Groups,
+            ["", "api", "v1", "users", _] => Family::UserById,
             ["", "api", "v1", "users", ..] => Family::Users,
+            ["", "api", "v1", "logs"] => Family::Logs,
             _ => Family::Other,
         }
     }
@@ -67,10 +99,13 @@ impl Family {
     pub(crate) fn index(self) -> usize {
         match self {
             Family::Apps => 0,
-            Family::Groups => 1,
-            Family::GroupMembers => 2,
-            Family::Users => 3,
-            Family::Other => 4,
+            Family::AppById => 1,
+            Family::Groups => 2,
+            Family::GroupById => 3,
+            Family::Users => 4,
+            Family::UserById => 5,
+            Family::Logs => 6,
+            Family::Other => 7,
         }
     }
 }
@@ -410,25 +445,50 @@ mod tests {
         }
     }
 
+    /// GUARD: the families are Okta's buckets (research A.1 #3): member
+    /// listings share `groups` with group search, the app and a user are
+    /// buckets of their own, the System Log too.
     #[test]
-    fn family_of_path() {
-        assert_eq!(Family::of_path("/api/v1/apps"), Family::Apps);
-        assert_eq!(Family::of_path("/api/v1/apps/0oa1"), Family::Apps);
-        assert_eq!(Family::of_path("/api/v1/apps/0oa1/users"), Family::Apps);
-        assert_eq!(Family::of_path("/api/v1/groups"), Family::Groups);
-        assert_eq!(Family::of_path("/api/v1/groups/"), Family::Groups);
-        assert_eq!(
-            Family::of_path("/api/v1/groups/00g1/users"),
-            Family::GroupMembers
-        );
-        assert_eq!(Family::of_path("/api/v1/groups/00g1"), Family::Other);
-        assert_eq!(Family::of_path("/api/v1/users"), Family::Users);
-        assert_eq!(Family::of_path("/api/v1/users/00u1"), Family::Users);
-        assert_eq!(Family::of_path("/api/v1/logs"), Family::Other);
-        assert_eq!(Family::of_path("/"), Family::Other);
+    fn families_are_oktas_buckets() {
+        let cases = [
+            ("/api/v1/apps", Family::Apps),
+            ("/api/v1/apps/0oa1/users", Family::Apps),
+            ("/api/v1/apps/0oa1/groups", Family::Apps),
+            ("/api/v1/apps/0oa1/users/00u1", Family::Apps),
+            ("/api/v1/apps/0oa1", Family::AppById),
+            ("/api/v1/apps/0oa1/", Family::AppById),
+            ("/api/v1/groups", Family::Groups),
+            ("/api/v1/groups/", Family::Groups),
+            ("/api/v1/groups/00g1/users", Family::Groups),
+            ("/api/v1/groups/00g1", Family::GroupById),
+            ("/api/v1/users", Family::Users),
+            ("/api/v1/users/00u1/groups", Family::Users),
+            ("/api/v1/users/00u1", Family::UserById),
+            ("/api/v1/logs", Family::Logs),
+            ("/api/v1/meta/schemas/apps/0oa1/default", Family::Other),
+            ("/oauth2/v1/token", Family::Other),
+            ("/", Family::Other),
+        ];
+        for (path, family) in cases {
+            assert_eq!(Family::of_path(path), family, "{path}");
+        }
         for family in Family::ALL {
             assert_eq!(Family::ALL[family.index()], family);
         }
+        let names: Vec<&str> = Family::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "app_by_id",
+                "groups",
+                "group_by_id",
+                "users",
+                "user_by_id",
+                "logs",
+                "other"
+            ]
+        );
     }
 
     #[test]

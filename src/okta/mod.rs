@@ -1,5 +1,6 @@
 //! The Okta management API client: its settings, the endpoints writer-sync
-//! reads and their URLs. The request path itself is `request.rs`.
+//! reads and their URLs. The request path itself is `request.rs`; reading
+//! response bodies (size cap, error bodies) is `response.rs`.
 //!
 //! Invariant: all I/O to Okta goes through `OktaClient::execute`, the single
 //! request function: it takes the per-family pacing gate, a concurrency slot
@@ -15,12 +16,14 @@ pub mod limit;
 pub mod oauth;
 pub mod page;
 mod request;
+mod response;
 pub mod syslog;
 pub mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -29,10 +32,11 @@ use tracing::instrument;
 use url::Url;
 
 use crate::okta::auth::{Authenticator, OktaAuth};
-use crate::okta::error::OktaError;
+use crate::okta::error::{Endpoint, OktaError};
 use crate::okta::limit::{Budget, Family, RateLimitHeaders, RetryPolicy, ServerClock};
-use crate::okta::request::{Gate, decode, error_chain};
-use crate::okta::wire::{App, AppGroup, AppUser, Group, User};
+use crate::okta::request::Gate;
+use crate::okta::response::{decode, error_chain};
+use crate::okta::wire::{App, AppGroup, AppUser, Group, User, UserSchema};
 
 /// Default for [`OktaClientConfig::rate_limit_share`]: Okta lets one token
 /// or OAuth app use 50 % of a bucket unless an admin changes it.
@@ -42,11 +46,22 @@ pub const DEFAULT_RATE_LIMIT_SHARE: u8 = 50;
 /// few rate-limit windows (60 s each) and a short Okta incident.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(300);
 
+/// Default for [`OktaClientConfig::request_timeout`]: big app-user pages
+/// (`expand=user`, 500 per page) of large apps take more than 30 s in Okta
+/// (Teleport raised its client timeout for exactly that).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default for [`OktaClientConfig::max_response_bytes`] (SPEC §9): 64 MiB,
+/// more than 100 times a full page of 500 app users with their users.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Page sizes requested per listing: the maximum Okta allows (app users,
 /// app groups), Okta's own default where it states no maximum (group
-/// members: 1,000, five times fewer requests than the recommended 200 on
-/// the family a big sync spends most requests in), or the recommended size
-/// (group search).
+/// members: 1,000; the client takes whatever page size Okta answers with,
+/// follows `next`, and after a 400 about `limit` asks for the recommended
+/// 200 for the rest of its life), or the recommended size (group search).
+/// A page that fails twice in a row with a timeout or 5xx is asked again
+/// with half the `limit` (see `request.rs`).
 pub const APP_USERS_PAGE_SIZE: u32 = 500;
 pub const APP_GROUPS_PAGE_SIZE: u32 = 200;
 pub const GROUPS_PAGE_SIZE: u32 = 200;
@@ -75,6 +90,8 @@ pub struct OktaClientConfig {
     /// worst case is this plus one `request_timeout`. See
     /// [`DEFAULT_RETRY_BUDGET`].
     pub retry_budget: Duration,
+    /// Largest response body accepted; see [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub max_response_bytes: u64,
 }
 
 /// The Okta client. Cheap to clone (one `Arc`); `Debug` shows the org and
@@ -109,6 +126,25 @@ impl OktaStats {
     }
 }
 
+/// What a finished listing reports besides its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub pages: usize,
+    /// Set when some page was asked again with a smaller `limit` (slow
+    /// pages, or Okta refusing the `limit`).
+    pub smaller_pages: Option<SmallerPages>,
+}
+
+/// A listing that continued with smaller pages than it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallerPages {
+    pub endpoint: Endpoint,
+    /// The `limit` of the first page.
+    pub requested: u32,
+    /// The smallest `limit` a page was read with.
+    pub smallest: u32,
+}
+
 struct Inner {
     http: reqwest::Client,
     org_url: Url,
@@ -116,7 +152,7 @@ struct Inner {
     authenticator: Authenticator,
     budget: Budget,
     slots: Semaphore,
-    gates: [Mutex<Gate>; 5],
+    gates: [Mutex<Gate>; Family::ALL.len()],
     stats: Mutex<OktaStats>,
     /// Okta's clock, estimated from `Date` headers (for reset waits).
     server_clock: Mutex<ServerClock>,
@@ -126,6 +162,10 @@ struct Inner {
     max_concurrent_requests: NonZeroUsize,
     request_timeout: Duration,
     retry_budget: Duration,
+    max_response_bytes: u64,
+    /// The `limit` of member listings: [`GROUP_MEMBERS_PAGE_SIZE`] until Okta
+    /// refuses it once, then the fallback for the client's lifetime.
+    group_members_limit: AtomicU32,
 }
 
 impl fmt::Debug for OktaClient {
@@ -141,6 +181,7 @@ impl fmt::Debug for OktaClient {
             )
             .field("request_timeout", &self.inner.request_timeout)
             .field("retry_budget", &self.inner.retry_budget)
+            .field("max_response_bytes", &self.inner.max_response_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -189,8 +230,15 @@ impl OktaClient {
                 max_concurrent_requests: cfg.max_concurrent_requests,
                 request_timeout: cfg.request_timeout,
                 retry_budget: cfg.retry_budget,
+                max_response_bytes: cfg.max_response_bytes,
+                group_members_limit: AtomicU32::new(GROUP_MEMBERS_PAGE_SIZE),
             }),
         })
+    }
+
+    /// The `limit` member listings ask for now.
+    pub fn group_members_limit(&self) -> u32 {
+        self.inner.group_members_limit.load(Ordering::Relaxed)
     }
 
     /// The org's base URL (scheme, host, port; path `/`).
@@ -223,6 +271,34 @@ impl OktaClient {
         decode(&fetched.endpoint, &fetched.body)
     }
 
+    /// The app-user schema of the app:
+    /// `GET /api/v1/meta/schemas/apps/{appId}/default` (scope
+    /// `okta.schemas.read`).
+    #[instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn get_app_user_schema(&self, app_id: &str) -> Result<UserSchema, OktaError> {
+        let url = self.api_url(
+            &[
+                "meta",
+                "schemas",
+                "apps",
+                valid_id("app", app_id)?,
+                "default",
+            ],
+            &[],
+        );
+        let fetched = self.get(&url).await?;
+        decode(&fetched.endpoint, &fetched.body)
+    }
+
+    /// The default user schema: `GET /api/v1/meta/schemas/user/default`
+    /// (scope `okta.schemas.read`).
+    #[instrument(skip_all)]
+    pub async fn get_user_schema(&self) -> Result<UserSchema, OktaError> {
+        let url = self.api_url(&["meta", "schemas", "user", "default"], &[]);
+        let fetched = self.get(&url).await?;
+        decode(&fetched.endpoint, &fetched.body)
+    }
+
     /// Every assignment of the app, with the user embedded:
     /// `GET /api/v1/apps/{appId}/users?limit=500&expand=user`.
     #[instrument(skip_all, fields(app_id = %app_id))]
@@ -247,7 +323,8 @@ impl OktaClient {
         Ok(groups)
     }
 
-    /// Every member of a group: `GET /api/v1/groups/{groupId}/users?limit=1000`.
+    /// Every member of a group: `GET /api/v1/groups/{groupId}/users?limit=1000`
+    /// (see [`OktaClient::group_members_url`]).
     #[instrument(skip_all, fields(group_id = %group_id))]
     pub async fn list_group_members(&self, group_id: &str) -> Result<Vec<User>, OktaError> {
         self.collect(self.group_members_url(group_id)?).await
@@ -272,9 +349,10 @@ impl OktaClient {
         ))
     }
 
-    /// First-page URL of [`OktaClient::list_group_members`].
+    /// First-page URL of [`OktaClient::list_group_members`]: `limit` 1,000,
+    /// or 200 once Okta refused 1,000.
     pub fn group_members_url(&self, group_id: &str) -> Result<Url, OktaError> {
-        let limit = GROUP_MEMBERS_PAGE_SIZE.to_string();
+        let limit = self.group_members_limit().to_string();
         Ok(self.api_url(
             &["groups", valid_id("group", group_id)?, "users"],
             &[("limit", &limit)],
@@ -379,6 +457,7 @@ mod tests {
             max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
             request_timeout: Duration::from_secs(30),
             retry_budget: DEFAULT_RETRY_BUDGET,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
         .unwrap()
     }

@@ -31,7 +31,11 @@ pub enum PageError {
     InvalidTarget { target: String, reason: String },
 
     /// The `next` URL points to another scheme, host or port than the org.
-    #[error("the next page link points to {next}, not to the okta org {expected}")]
+    #[error(
+        "the next page link points to {next}, not to the okta org {expected}; if Okta serves \
+         this org on another host (a custom domain), set okta.org_url to the host Okta uses in \
+         its links ({next})"
+    )]
     ForeignOrigin { next: String, expected: String },
 
     /// The `next` URL was already fetched in this listing.
@@ -196,6 +200,86 @@ pub fn resolve_next(current: &Url, target: &str) -> Result<Url, PageError> {
             target: target.to_owned(),
             reason: err.to_string(),
         })
+}
+
+/// The smallest page size the client shrinks a slow listing to: Okta's
+/// minimum for app groups (`limit` 20..200) and small enough that a page is
+/// cheap for any listing.
+pub const PAGE_SIZE_FLOOR: u32 = 20;
+
+/// The page size a listing falls back to when Okta refuses the requested
+/// `limit` with a 400 (`E0000001`): the member listing's documented
+/// recommendation (Okta's spec calls 1,000 a legacy default that "will
+/// change" and recommends 200). Other listings ask for a documented maximum
+/// and have no fallback.
+pub const GROUP_MEMBERS_FALLBACK_LIMIT: u32 = 200;
+
+/// How a listing's page size may change while it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRules {
+    /// Halving a slow page stops here.
+    pub floor: u32,
+    /// The `limit` to retry with after a 400 about it, if any.
+    pub limit_fallback: Option<u32>,
+    /// Whether this is the member listing (`/api/v1/groups/{id}/users`),
+    /// whose fallback the client keeps for its lifetime.
+    pub group_members: bool,
+}
+
+impl PageRules {
+    /// The rules of the listing at `path`.
+    pub fn of_path(path: &str) -> PageRules {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        let group_members = matches!(segments.as_slice(), ["", "api", "v1", "groups", _, "users"]);
+        PageRules {
+            floor: PAGE_SIZE_FLOOR,
+            limit_fallback: group_members.then_some(GROUP_MEMBERS_FALLBACK_LIMIT),
+            group_members,
+        }
+    }
+}
+
+/// The value of the `limit` query parameter, when there is exactly one and
+/// it is a number.
+pub fn limit_of(url: &Url) -> Option<u32> {
+    let mut limits = url.query_pairs().filter(|(key, _)| key == "limit");
+    let (_, value) = limits.next()?;
+    if limits.next().is_some() {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// `url` with the value of its `limit` query parameter replaced by `limit`
+/// and every other byte of the URL kept as it was (Okta's cursors and
+/// search expressions are opaque). `None` when the URL has not exactly one
+/// `limit` parameter.
+pub fn with_limit(url: &Url, limit: u32) -> Option<Url> {
+    limit_of(url)?;
+    let query = url.query()?;
+    let mut found = false;
+    let rewritten: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("limit", _)) => {
+                found = true;
+                format!("limit={limit}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    if !found {
+        return None;
+    }
+    let mut out = url.clone();
+    out.set_query(Some(&rewritten.join("&")));
+    Some(out)
+}
+
+/// Half of `limit`, not below `floor`; `None` when `limit` is at the floor
+/// already.
+pub fn halved(limit: u32, floor: u32) -> Option<u32> {
+    (limit > floor).then(|| (limit / 2).max(floor))
 }
 
 /// Guards one listing: same origin as the org, no URL twice, bounded length.
@@ -366,6 +450,10 @@ mod tests {
             let err = guard.admit(&url(foreign)).unwrap_err();
             let message = err.to_string();
             assert!(message.contains("https://acme.okta.com"), "{message}");
+            assert!(
+                message.contains("set okta.org_url to the host Okta uses in its links"),
+                "{message}"
+            );
             assert!(matches!(err, PageError::ForeignOrigin { .. }));
         }
     }
@@ -390,6 +478,53 @@ mod tests {
             guard.admit(&url("https://acme.okta.com/x?after=4")),
             Err(PageError::TooManyPages { max: 3 })
         );
+    }
+
+    #[test]
+    fn only_the_limit_parameter_is_rewritten() {
+        let next = url(
+            "https://acme.okta.com/api/v1/apps/0oa1/users?after=00u%2Fx&limit=500&expand=user&search=profile.name%20eq%20%22R%26D%22",
+        );
+        assert_eq!(limit_of(&next), Some(500));
+        assert_eq!(
+            with_limit(&next, 250).unwrap().as_str(),
+            "https://acme.okta.com/api/v1/apps/0oa1/users?after=00u%2Fx&limit=250&expand=user&search=profile.name%20eq%20%22R%26D%22"
+        );
+        // `limit` first or last, and parameters that merely contain "limit".
+        let first = url("https://a.okta.com/x?limit=200&xlimit=7&after=abc");
+        assert_eq!(
+            with_limit(&first, 100).unwrap().as_str(),
+            "https://a.okta.com/x?limit=100&xlimit=7&after=abc"
+        );
+        // No limit, two limits, or a limit that is not a number: left alone.
+        assert_eq!(with_limit(&url("https://a.okta.com/x?after=1"), 10), None);
+        assert_eq!(
+            with_limit(&url("https://a.okta.com/x?limit=1&limit=2"), 10),
+            None
+        );
+        assert_eq!(with_limit(&url("https://a.okta.com/x?limit=all"), 10), None);
+    }
+
+    #[test]
+    fn halving_stops_at_the_floor() {
+        let sizes: Vec<u32> =
+            std::iter::successors(Some(500), |l| halved(*l, PAGE_SIZE_FLOOR)).collect();
+        assert_eq!(sizes, [500, 250, 125, 62, 31, 20]);
+        assert_eq!(halved(20, 20), None);
+        assert_eq!(halved(5, 20), None, "never grows a small page");
+    }
+
+    #[test]
+    fn only_member_listings_fall_back_to_200() {
+        let members = PageRules::of_path("/api/v1/groups/00g1/users");
+        assert_eq!(members.limit_fallback, Some(200));
+        assert!(members.group_members);
+        for other in ["/api/v1/apps/0oa1/users", "/api/v1/groups", "/api/v1/users"] {
+            let rules = PageRules::of_path(other);
+            assert_eq!(rules.limit_fallback, None, "{other}");
+            assert!(!rules.group_members);
+            assert_eq!(rules.floor, PAGE_SIZE_FLOOR);
+        }
     }
 
     proptest! {

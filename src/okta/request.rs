@@ -1,7 +1,8 @@
 //! The one request path: [`OktaClient::execute`] and its attempts (pacing
-//! gate, concurrency slot, budget cell, credential, send, classify, retry),
-//! the listing primitive [`OktaClient::for_each_page`] built on it, and the
-//! reading of Okta's responses (bodies, error bodies, rate-limit headers).
+//! gate, concurrency slot, budget cell, credential, send, classify, retry,
+//! smaller pages), the listing primitive [`OktaClient::for_each_page`]
+//! built on it, and the rate-limit headers of responses. Bodies are read by
+//! `response.rs`.
 
 use std::time::SystemTime;
 
@@ -12,12 +13,15 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::okta::error::{Endpoint, Failure, OktaError, Resource};
+use crate::okta::error::{Endpoint, Failure, OktaError};
 use crate::okta::limit::{
     Family, RateLimitHeaders, RetryCause, pacing_delay, parse_http_date, retry_delay, supersedes,
 };
 use crate::okta::page::{self, MAX_PAGES, PageGuard, next_link, resolve_next};
-use crate::okta::{OktaClient, lock, oauth};
+use crate::okta::response::{
+    BodyError, decode, error_chain, failure_from, read_body, resource_of_path,
+};
+use crate::okta::{Listed, OktaClient, SmallerPages, lock, oauth};
 
 /// Per-family pacing state: no request of the family starts before `until`.
 #[derive(Debug, Default)]
@@ -32,6 +36,9 @@ pub(super) struct Gate {
 pub(super) struct Fetched {
     pub(super) status: StatusCode,
     pub(super) endpoint: Endpoint,
+    /// The URL that answered: a page's URL with a smaller `limit` when the
+    /// page had to be asked again smaller.
+    pub(super) url: Url,
     pub(super) headers: HeaderMap,
     pub(super) body: Vec<u8>,
 }
@@ -41,6 +48,9 @@ pub(super) enum Attempt {
     Retry {
         cause: RetryCause,
         failure: Box<Failure>,
+        /// A timeout or 5xx: what a page too big for Okta to answer in time
+        /// looks like.
+        slow: bool,
     },
     Fatal(OktaError),
     /// 401 on an API request with OAuth: retry once at once, with a renewed
@@ -57,6 +67,10 @@ pub(super) enum Attempt {
 pub(super) enum Call<'a> {
     /// A management API GET with the configured credential.
     Get(&'a Url),
+    /// A GET of one page of a listing: like `Get`, but a page that keeps
+    /// failing slowly is asked again with a smaller `limit`, and a member
+    /// listing whose `limit` Okta refuses falls back to 200.
+    Page(&'a Url),
     /// The OAuth token POST. Its body (a fresh client assertion) and DPoP
     /// proof are built anew for every attempt.
     Token {
@@ -68,13 +82,13 @@ pub(super) enum Call<'a> {
 impl Call<'_> {
     fn url(&self) -> &Url {
         match self {
-            Call::Get(url) | Call::Token { url, .. } => url,
+            Call::Get(url) | Call::Page(url) | Call::Token { url, .. } => url,
         }
     }
 
     fn endpoint(&self) -> Endpoint {
         match self {
-            Call::Get(url) => Endpoint::get(url),
+            Call::Get(url) | Call::Page(url) => Endpoint::get(url),
             Call::Token { url, .. } => Endpoint {
                 method: "POST",
                 path: url.path().to_owned(),
@@ -88,11 +102,12 @@ impl OktaClient {
     /// on the org), decodes each page as a JSON array of `T` and hands it to
     /// `on_page`, one page in memory at a time. Follows `rel="next"` verbatim
     /// within the org; refuses foreign hosts, cursor loops and more than
-    /// [`MAX_PAGES`] pages. Returns the number of pages.
+    /// [`MAX_PAGES`] pages. Returns the number of pages and whether some
+    /// page had to be read with a smaller `limit` (see [`Call::Page`]).
     ///
     /// An error from `on_page` stops the listing and is returned as is; the
     /// caller must then discard what it collected.
-    pub async fn for_each_page<T, E, F>(&self, first_url: Url, mut on_page: F) -> Result<usize, E>
+    pub async fn for_each_page<T, E, F>(&self, first_url: Url, mut on_page: F) -> Result<Listed, E>
     where
         T: DeserializeOwned,
         E: From<OktaError>,
@@ -105,10 +120,15 @@ impl OktaClient {
                 endpoint: Endpoint::get(&first_url),
                 reason,
             })?;
+        let requested = page::limit_of(&first_url);
+        let mut smallest = requested;
         let mut url = first_url;
         let mut pages = 0;
         loop {
-            let fetched = self.get(&url).await?;
+            let fetched = self.execute(Call::Page(&url)).await?;
+            if let Some(limit) = page::limit_of(&fetched.url) {
+                smallest = Some(smallest.map_or(limit, |s| s.min(limit)));
+            }
             let items: Vec<T> = decode(&fetched.endpoint, &fetched.body)?;
             let pagination = |reason| OktaError::Pagination {
                 endpoint: fetched.endpoint.clone(),
@@ -127,18 +147,34 @@ impl OktaClient {
             let next = next_link(links).map_err(pagination)?;
             let next_url = match next {
                 Some(target) => {
-                    let next_url = resolve_next(&url, &target).map_err(pagination)?;
+                    let next_url = resolve_next(&fetched.url, &target).map_err(pagination)?;
                     guard.admit(&next_url).map_err(pagination)?;
                     Some(next_url)
                 }
                 None => None,
             };
+            let endpoint = fetched.endpoint.clone();
             drop(fetched);
             pages += 1;
             on_page(items)?;
             match next_url {
                 Some(next_url) => url = next_url,
-                None => return Ok(pages),
+                None => {
+                    let smaller_pages = match (requested, smallest) {
+                        (Some(requested), Some(smallest)) if smallest < requested => {
+                            Some(SmallerPages {
+                                endpoint,
+                                requested,
+                                smallest,
+                            })
+                        }
+                        _ => None,
+                    };
+                    return Ok(Listed {
+                        pages,
+                        smaller_pages,
+                    });
+                }
             }
         }
     }
@@ -164,20 +200,66 @@ impl OktaClient {
     /// The request function: sends `call` with retries until success, a
     /// permanent error, or the retry budget is spent. A 401 with OAuth is
     /// retried once at once (renewed token or new DPoP nonce).
+    ///
+    /// A page ([`Call::Page`]) that failed twice in a row with a timeout or
+    /// a 5xx is asked again with its `limit` halved (only that query
+    /// parameter changes), down to [`page::PAGE_SIZE_FLOOR`], within the
+    /// same retry budget: Okta answers a page too big to build in time with
+    /// a 500 or not at all, and recommends a smaller `limit`. A member page
+    /// whose `limit` Okta refuses (400 `E0000001`) is asked again at once
+    /// with 200, and member listings ask for 200 from then on.
     pub(super) async fn execute(&self, call: Call<'_>) -> Result<Fetched, OktaError> {
         let inner = &self.inner;
         let endpoint = call.endpoint();
         let family = Family::of_path(call.url().path());
+        let rules = match call {
+            Call::Page(url) => Some(page::PageRules::of_path(url.path())),
+            Call::Get(_) | Call::Token { .. } => None,
+        };
+        // The page's URL once its `limit` was changed.
+        let mut smaller: Option<Url> = None;
+        let mut slow_in_a_row: u32 = 0;
         let started = Instant::now();
         let mut attempts: u32 = 0;
         let mut retry_for: Option<String> = None;
         let mut reauthorized = false;
         loop {
             attempts += 1;
+            let this_call = match (&smaller, call) {
+                (Some(url), Call::Page(_)) => Call::Page(url),
+                _ => call,
+            };
             let retry_header = retry_for.as_deref().map(|id| (id, attempts - 1));
-            let (cause, failure) = match self.attempt(call, family, &endpoint, retry_header).await {
+            let (cause, failure, slow) = match self
+                .attempt(this_call, family, &endpoint, retry_header)
+                .await
+            {
                 Attempt::Done(fetched) => return Ok(fetched),
-                Attempt::Fatal(err) => return Err(err),
+                Attempt::Fatal(err) => {
+                    let url = this_call.url();
+                    if let Some(rules) = rules
+                        && let Some(fallback) = limit_refused(&err, url, rules)
+                        && let Some(retry_url) = page::with_limit(url, fallback)
+                    {
+                        if rules.group_members {
+                            inner
+                                .group_members_limit
+                                .fetch_min(fallback, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        warn!(
+                            %endpoint,
+                            refused_limit = page::limit_of(url),
+                            limit = fallback,
+                            error = %err,
+                            "okta refused the page size; asking again with the smaller limit \
+                             (member listings use it from now on)"
+                        );
+                        smaller = Some(retry_url);
+                        slow_in_a_row = 0;
+                        continue;
+                    }
+                    return Err(err);
+                }
                 Attempt::Reauth {
                     renew,
                     reason,
@@ -198,7 +280,11 @@ impl OktaClient {
                     );
                     continue;
                 }
-                Attempt::Retry { cause, failure } => (cause, failure),
+                Attempt::Retry {
+                    cause,
+                    failure,
+                    slow,
+                } => (cause, failure, slow),
             };
             let delay = retry_delay(
                 attempts,
@@ -209,7 +295,14 @@ impl OktaClient {
             );
             let elapsed = started.elapsed();
             if elapsed + delay > inner.retry_budget {
-                warn!(%endpoint, attempts, last = %failure, "okta request failed; retry budget spent");
+                warn!(
+                    %endpoint,
+                    attempts,
+                    cause = cause_name(&cause, slow),
+                    last = %failure,
+                    budget_ms = inner.retry_budget.as_millis() as u64,
+                    "okta request failed; retry budget spent"
+                );
                 return Err(OktaError::RetriesExhausted {
                     endpoint,
                     attempts,
@@ -218,6 +311,23 @@ impl OktaClient {
                     last: failure,
                 });
             }
+            let budget_left_ms = (inner.retry_budget - elapsed).as_millis() as u64;
+            slow_in_a_row = if slow { slow_in_a_row + 1 } else { 0 };
+            // Two slow failures in a row on a page: ask for a smaller one.
+            let mut next_limit = None;
+            if slow_in_a_row >= 2
+                && let Some(rules) = rules
+            {
+                let url = this_call.url();
+                if let Some(limit) = page::limit_of(url)
+                    && let Some(half) = page::halved(limit, rules.floor)
+                    && let Some(retry_url) = page::with_limit(url, half)
+                {
+                    smaller = Some(retry_url);
+                    next_limit = Some(half);
+                    slow_in_a_row = 0;
+                }
+            }
             if let RetryCause::RateLimited { .. } = cause {
                 // Hold back the whole family, not only this request.
                 self.hold_family_until(family, Instant::now() + delay);
@@ -225,16 +335,21 @@ impl OktaClient {
                 warn!(
                     %endpoint,
                     attempt = attempts,
-                    delay_ms = delay.as_millis() as u64,
+                    cause = cause_name(&cause, slow),
                     failure = %failure,
+                    delay_ms = delay.as_millis() as u64,
+                    budget_left_ms,
                     "okta rate limit reached; waiting for the reset"
                 );
             } else {
                 warn!(
                     %endpoint,
                     attempt = attempts,
-                    delay_ms = delay.as_millis() as u64,
+                    cause = cause_name(&cause, slow),
                     failure = %failure,
+                    delay_ms = delay.as_millis() as u64,
+                    budget_left_ms,
+                    next_limit,
                     "okta request failed; retrying"
                 );
             }
@@ -257,7 +372,7 @@ impl OktaClient {
         // The credential comes first: getting an OAuth token is itself a
         // request that needs a slot and the budget.
         let credential = match call {
-            Call::Get(_) => match inner.authenticator.credential(self).await {
+            Call::Get(_) | Call::Page(_) => match inner.authenticator.credential(self).await {
                 Ok(credential) => Some(credential),
                 Err(err) => return Attempt::Fatal(err),
             },
@@ -279,7 +394,7 @@ impl OktaClient {
         inner.budget.acquire().await;
 
         let mut request = match call {
-            Call::Get(url) => inner.http.get(url.clone()),
+            Call::Get(url) | Call::Page(url) => inner.http.get(url.clone()),
             Call::Token { url, build } => {
                 let token_request = match build() {
                     Ok(token_request) => token_request,
@@ -325,9 +440,15 @@ impl OktaClient {
             Ok(response) => {
                 let status = response.status();
                 let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => (status, headers, body.to_vec()),
-                    Err(err) => return self.transport_failure(family, endpoint, sent, &err),
+                match read_body(response, endpoint, inner.max_response_bytes).await {
+                    Ok(body) => (status, headers, body),
+                    Err(BodyError::Transport(err)) => {
+                        return self.transport_failure(family, endpoint, sent, &err);
+                    }
+                    Err(BodyError::TooLarge(err)) => {
+                        self.record(family, &status.as_u16().to_string(), None);
+                        return Attempt::Fatal(err);
+                    }
                 }
             }
             Err(err) => return self.transport_failure(family, endpoint, sent, &err),
@@ -375,6 +496,7 @@ impl OktaClient {
             return Attempt::Done(Fetched {
                 status,
                 endpoint: endpoint.clone(),
+                url: url.clone(),
                 headers,
                 body,
             });
@@ -390,15 +512,18 @@ impl OktaClient {
                         server_date,
                     },
                     failure,
+                    slow: false,
                 }
             }
             StatusCode::REQUEST_TIMEOUT => Attempt::Retry {
                 cause: RetryCause::ServerError,
                 failure,
+                slow: true,
             },
             status if status.is_server_error() => Attempt::Retry {
                 cause: RetryCause::ServerError,
                 failure,
+                slow: true,
             },
             StatusCode::UNAUTHORIZED => {
                 inner
@@ -454,6 +579,7 @@ impl OktaClient {
         Attempt::Retry {
             cause: RetryCause::Transport,
             failure,
+            slow: err.is_timeout(),
         }
     }
 
@@ -533,86 +659,31 @@ impl OktaClient {
     }
 }
 
-/// Which object a 404 is about, from the request path.
-pub(super) fn resource_of_path(path: &str) -> Resource {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["", "api", "v1", "apps", id, ..] => Resource::App((*id).to_owned()),
-        ["", "api", "v1", "groups", id, ..] => Resource::Group((*id).to_owned()),
-        _ => Resource::Other,
+/// The name of a retry cause in logs.
+fn cause_name(cause: &RetryCause, slow: bool) -> &'static str {
+    match cause {
+        RetryCause::RateLimited { headers, .. } if headers.limit == Some(0) => {
+            "concurrency_limited"
+        }
+        RetryCause::RateLimited { .. } => "rate_limited",
+        RetryCause::ServerError => "server_error",
+        RetryCause::Transport if slow => "timeout",
+        RetryCause::Transport => "transport",
     }
 }
 
-pub(super) fn decode<T: DeserializeOwned>(
-    endpoint: &Endpoint,
-    body: &[u8],
-) -> Result<T, OktaError> {
-    serde_json::from_slice(body).map_err(|err| OktaError::Decode {
-        endpoint: endpoint.clone(),
-        reason: format!("{err} (body of {} bytes)", body.len()),
-    })
-}
-
-/// Okta's error body fields, when the body is one.
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-pub(super) struct ErrorBody {
-    error_code: Option<String>,
-    error_summary: Option<String>,
-}
-
-pub(super) fn failure_from(status: StatusCode, request_id: Option<String>, body: &[u8]) -> Failure {
-    let error: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    Failure {
-        status: Some(status.as_u16()),
-        error_code: error.error_code,
-        error_summary: error.error_summary,
-        request_id,
-        transport: None,
-    }
-}
-
-/// An error and its causes on one line (reqwest's own message is terse).
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn not_found_resource_comes_from_the_path() {
-        assert_eq!(
-            resource_of_path("/api/v1/apps/0oa1/users"),
-            Resource::App("0oa1".into())
-        );
-        assert_eq!(
-            resource_of_path("/api/v1/groups/00g1/users"),
-            Resource::Group("00g1".into())
-        );
-        assert_eq!(resource_of_path("/api/v1/groups"), Resource::Other);
-        assert_eq!(
-            Resource::App("0oa1".into()).to_string(),
-            "no app with id 0oa1 (check okta.app_id)"
-        );
-    }
-
-    #[test]
-    fn failure_reads_okta_error_bodies_and_tolerates_others() {
-        let body = br#"{"errorCode":"E0000047","errorSummary":"API call exceeded rate limit due to too many requests.","errorLink":"E0000047","errorId":"x","errorCauses":[]}"#;
-        let failure = failure_from(StatusCode::TOO_MANY_REQUESTS, Some("r1".into()), body);
-        assert_eq!(failure.error_code.as_deref(), Some("E0000047"));
-        assert_eq!(failure.status, Some(429));
-        let html = failure_from(StatusCode::BAD_GATEWAY, None, b"<html>bad gateway</html>");
-        assert_eq!(html.error_code, None);
-        assert_eq!(html.to_string(), "HTTP 502");
-    }
+/// The `limit` to ask a page again with after `err`: a 400 `E0000001`
+/// (Okta's validation error; its text is not a contract, so any validation
+/// error of a page asked with more than the fallback qualifies) on a
+/// listing that has a fallback below the `limit` of `url`.
+fn limit_refused(err: &OktaError, url: &Url, rules: page::PageRules) -> Option<u32> {
+    let OktaError::UnexpectedStatus { failure, .. } = err else {
+        return None;
+    };
+    let fallback = rules.limit_fallback?;
+    let asked = page::limit_of(url)?;
+    (failure.status == Some(400)
+        && failure.error_code.as_deref() == Some("E0000001")
+        && asked > fallback)
+        .then_some(fallback)
 }

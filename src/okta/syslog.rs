@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::okta::error::{Endpoint, OktaError};
 use crate::okta::page::{self, PageGuard, next_link, resolve_next};
-use crate::okta::request::decode;
+use crate::okta::response::decode;
 use crate::okta::wire::{AppUser, Group, User};
 use crate::okta::{OktaClient, valid_id};
 

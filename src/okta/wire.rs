@@ -117,6 +117,40 @@ pub struct App {
     pub status: String,
 }
 
+/// A user schema: the app-user schema (`GET
+/// /api/v1/meta/schemas/apps/{appId}/default`) or the default user schema
+/// (`GET /api/v1/meta/schemas/user/default`). Only the attribute names are
+/// read: `definitions.base.properties` and `definitions.custom.properties`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct UserSchema {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub definitions: SchemaDefinitions,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SchemaDefinitions {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub base: SchemaPart,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub custom: SchemaPart,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct SchemaPart {
+    /// Attribute name → its definition (not read).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub properties: Map<String, Value>,
+}
+
+impl UserSchema {
+    /// Whether the schema defines the attribute `name` (base or custom;
+    /// attribute names are case-sensitive in Okta).
+    pub fn defines(&self, name: &str) -> bool {
+        self.definitions.base.properties.contains_key(name)
+            || self.definitions.custom.properties.contains_key(name)
+    }
+}
+
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -269,6 +303,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(group.group.unwrap().profile.name, "E\u{FFFD}ng");
+    }
+
+    #[test]
+    fn schema_attributes_are_base_and_custom_properties() {
+        let schema: UserSchema = serde_json::from_value(json!({
+            "id": "https://acme.okta.com/meta/schemas/apps/0oa1/default",
+            "definitions": {
+                "base": {"id": "#base", "properties": {"userName": {"type": "string"}}},
+                "custom": {"id": "#custom", "properties": {"writerRole": {"type": "string"}}}
+            }
+        }))
+        .unwrap();
+        assert!(schema.defines("writerRole"));
+        assert!(schema.defines("userName"));
+        assert!(!schema.defines("writerrole"), "names are case-sensitive");
+        let empty: UserSchema =
+            serde_json::from_value(json!({"definitions": {"custom": null}})).unwrap();
+        assert!(!empty.defines("writerRole"));
     }
 
     #[test]

@@ -430,7 +430,7 @@ async fn poll_plan_apply(
         "observed events"
     );
     if plan.changes.is_empty() && !opts.dry_run {
-        crate::reconcile::log_findings(&plan);
+        crate::reconcile::log_findings(&plan.findings);
         if let Err(e) = ctx.store.set_event_cursor(&moved).await {
             run.outcome = Outcome::StoreFailed(error_chain(&e));
             return run;
@@ -632,6 +632,10 @@ async fn observe_scoped(
                         .filter(|(_, (_, groups))| groups.iter().any(|g| g == id))
                         .map(|(user, _)| user.clone())
                         .collect(),
+                    // The baseline keeps no group types: they only name the
+                    // groups in the shared-name warning, which the full
+                    // reconcile reports with them.
+                    kind: None,
                 })
                 .collect();
             let state = OktaState {

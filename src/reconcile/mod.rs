@@ -302,8 +302,8 @@ async fn observe_plan_apply(
             return report;
         }
     };
-    let (okta_state, store_state) = observed;
-    let okta_state = match okta_state {
+    let (observed, store_state) = observed;
+    let observed = match observed {
         Ok(s) => s,
         Err(e) => {
             report.error = Some(format!(
@@ -325,14 +325,17 @@ async fn observe_plan_apply(
             return report;
         }
     };
+    let okta_state = observed.state;
     tracing::info!(
         okta_users = okta_state.users.len(),
         okta_groups = okta_state.groups.len(),
         store_users = store_state.users.len(),
         store_teams = store_state.teams.len(),
         observe_ms = started.elapsed().as_millis() as u64,
+        app_user_statuses = %serde_json::to_string(&observed.app_user_statuses).unwrap_or_default(),
         "observed"
     );
+    observe::log_smaller_pages(&observed.smaller_pages);
 
     let planning = Instant::now();
     let plan = plan::plan(&okta_state, &store_state, &config.policy());
@@ -347,6 +350,8 @@ async fn observe_plan_apply(
     );
     drop(store_state);
     drop(okta_state);
+    log_findings(&observed.findings);
+    report.findings = observed.findings;
     let report = guard_and_apply(ctx, opts, lock, plan, report, None).await;
     if report.status == Status::Ok
         && let Some(cursor) = cursor
@@ -380,8 +385,8 @@ async fn guard_and_apply(
 ) -> Report {
     let config = &ctx.config;
     let run_id = report.run_id;
-    log_findings(&plan);
-    report.findings = plan.findings.clone();
+    log_findings(&plan.findings);
+    report.findings.extend(plan.findings.iter().cloned());
     report.planned = plan.changes.len();
     let reasons = guard::guard(&plan, &config.safety_limits());
     let Plan {
@@ -472,8 +477,8 @@ pub(crate) async fn stop_requested(stop: &AtomicBool) {
     }
 }
 
-pub(crate) fn log_findings(plan: &Plan) {
-    for f in &plan.findings {
+pub(crate) fn log_findings(findings: &[crate::model::Finding]) {
+    for f in findings {
         match f.severity {
             Severity::Error => tracing::error!(finding = %f.message, "skipped"),
             Severity::Warning => tracing::warn!(finding = %f.message, "warning"),

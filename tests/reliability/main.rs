@@ -31,6 +31,7 @@ mod faults;
 mod fuzz_replay;
 mod hostile;
 mod logs;
+mod okta_behaviour;
 mod security;
 mod store_faults;
 
@@ -98,6 +99,7 @@ pub async fn context(config: Config, token: &str, limits: Limits) -> SyncContext
         max_concurrent_requests: NonZeroUsize::new(4).unwrap(),
         request_timeout: limits.timeout,
         retry_budget: limits.retry_budget,
+        max_response_bytes: config.okta.max_response_bytes,
     })
     .unwrap();
     let store = Store::connect(&config.store.url).await.unwrap();

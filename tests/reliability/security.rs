@@ -193,6 +193,7 @@ async fn an_unverifiable_certificate_fails_the_request_and_the_token_is_never_se
             max_concurrent_requests: NonZeroUsize::new(1).unwrap(),
             request_timeout: Duration::from_secs(5),
             retry_budget: Duration::from_secs(1),
+            max_response_bytes: writer_sync::okta::DEFAULT_MAX_RESPONSE_BYTES,
         })
         .unwrap();
         let err = client.list_app_users("0oa1").await.unwrap_err();

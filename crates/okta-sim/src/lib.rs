@@ -12,6 +12,7 @@
 //! (windows, latency, `Date`), so paused-time tests stay exact.
 
 mod bucket;
+mod faults;
 mod filter;
 pub mod fixtures;
 pub mod generate;
@@ -20,6 +21,7 @@ pub mod oauth;
 pub mod org;
 mod profile;
 mod routes;
+mod schema;
 mod server;
 pub mod syslog;
 
@@ -32,7 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use url::Url;
 
-pub use crate::bucket::Bucket;
+pub use crate::bucket::{Bucket, Route};
 pub use crate::oauth::SimOAuth;
 use crate::org::Org;
 pub use crate::syslog::LogTiming;
@@ -40,15 +42,17 @@ pub use crate::syslog::LogTiming;
 /// Requests per window per [`Bucket`]. Defaults are Okta's last published
 /// org-wide per-minute limits (Workforce Identity): a single token may by
 /// default use only 50 % of them, so set them to half to model one token's
-/// share. `/api/v1/groups/{id}/users` has no published limit of its own
-/// here; it gets the "most other endpoints" limit (see [`Bucket`] for how
-/// the buckets differ from Okta's).
+/// share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
     pub apps: u32,
+    pub app_by_id: u32,
+    /// Group list and search, and the member listings.
     pub groups: u32,
-    pub group_members: u32,
+    pub group_by_id: u32,
     pub users: u32,
+    pub user_by_id: u32,
+    pub logs: u32,
     pub other: u32,
     /// Window length (Okta: 60 s; shorter to scale time in benchmarks).
     pub window: Duration,
@@ -58,9 +62,12 @@ impl RateLimits {
     pub fn okta_defaults() -> RateLimits {
         RateLimits {
             apps: 100,
+            app_by_id: 500,
             groups: 500,
-            group_members: 1_200,
+            group_by_id: 1_000,
             users: 600,
+            user_by_id: 2_000,
+            logs: 120,
             other: 1_200,
             window: Duration::from_secs(60),
         }
@@ -70,9 +77,12 @@ impl RateLimits {
     pub fn uniform(limit: u32, window: Duration) -> RateLimits {
         RateLimits {
             apps: limit,
+            app_by_id: limit,
             groups: limit,
-            group_members: limit,
+            group_by_id: limit,
             users: limit,
+            user_by_id: limit,
+            logs: limit,
             other: limit,
             window,
         }
@@ -86,9 +96,12 @@ impl RateLimits {
     pub fn limit(&self, bucket: Bucket) -> u32 {
         match bucket {
             Bucket::Apps => self.apps,
+            Bucket::AppById => self.app_by_id,
             Bucket::Groups => self.groups,
-            Bucket::GroupMembers => self.group_members,
+            Bucket::GroupById => self.group_by_id,
             Bucket::Users => self.users,
+            Bucket::UserById => self.user_by_id,
+            Bucket::Logs => self.logs,
             Bucket::Other => self.other,
         }
     }
@@ -98,6 +111,38 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits::okta_defaults()
     }
+}
+
+/// Big pages that Okta cannot answer in time (Teleport saw app-user pages of
+/// 500 take more than 30 s; Okta's docs: "If you receive an HTTP 500 status
+/// code, you likely exceeded the request timeout. Retry your request with a
+/// smaller limit"): every listing page with more than `more_than` items
+/// gets `answer`, smaller pages are answered normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowPages {
+    pub more_than: usize,
+    pub answer: SlowAnswer,
+}
+
+/// How a page above [`SlowPages::more_than`] is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowAnswer {
+    /// The page, after this delay (set it above the client's timeout).
+    Delay(Duration),
+    /// 500 E0000009, as Okta answers when its own request timeout fires.
+    ServerError,
+}
+
+/// How the member listing (`/api/v1/groups/{id}/users`) treats `limit`.
+/// Okta's spec documents 1,000 as a legacy default that "will change" and
+/// recommends 200; this models Okta lowering it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembersLimit {
+    /// Pages hold at most this many members.
+    pub max: usize,
+    /// A `limit` above `max` is refused with 400 E0000001 ("Api validation
+    /// failed: limit") instead of clamped.
+    pub refuse_above: bool,
 }
 
 /// How the `self` and `next` relations are sent.
@@ -114,6 +159,9 @@ pub enum LinkStyle {
 pub struct FaultTarget {
     /// Only this bucket (`None`: any).
     pub family: Option<Bucket>,
+    /// Only this route (`None`: any), e.g. the member listings, which share
+    /// their bucket with group search.
+    pub route: Option<Route>,
     /// Only this page of a listing, 1-based (`None`: any request).
     pub page: Option<u32>,
 }
@@ -122,14 +170,35 @@ impl FaultTarget {
     pub fn any() -> FaultTarget {
         FaultTarget {
             family: None,
+            route: None,
             page: None,
         }
     }
 
+    /// Page `page` of any listing in `bucket`.
     pub fn page(bucket: Bucket, page: u32) -> FaultTarget {
         FaultTarget {
             family: Some(bucket),
+            route: None,
             page: Some(page),
+        }
+    }
+
+    /// Page `page` of the listings of `route`.
+    pub fn route_page(route: Route, page: u32) -> FaultTarget {
+        FaultTarget {
+            family: None,
+            route: Some(route),
+            page: Some(page),
+        }
+    }
+
+    /// Every request of `route`.
+    pub fn route(route: Route) -> FaultTarget {
+        FaultTarget {
+            family: None,
+            route: Some(route),
+            page: None,
         }
     }
 }
@@ -164,6 +233,12 @@ pub enum FaultKind {
     /// mid-response (chunked encoding, no final chunk), as when a proxy or
     /// the network resets it.
     ConnectionReset,
+    /// 404 E0000007, as for an object deleted meanwhile (a group deleted
+    /// between the app's group listing and its member listing).
+    NotFound,
+    /// 403 E0000006, as when the credential may not read this endpoint
+    /// (e.g. the schemas without `okta.schemas.read`).
+    Forbidden,
 }
 
 /// One injected fault.
@@ -221,6 +296,14 @@ pub struct SimOptions {
     /// Answer `/api/v1/logs` with 403 E0000006 (a token whose admin may not
     /// read the System Log).
     pub logs_forbidden: bool,
+    /// Pages too big to answer in time (default: none).
+    pub slow_pages: Option<SlowPages>,
+    /// A lower page limit of the member listings (default: Okta's documented
+    /// 1,000).
+    pub members_limit: Option<MembersLimit>,
+    /// Custom attributes of the app-user schema and of the user schema
+    /// (`/api/v1/meta/schemas/…/default`). Default: `writerRole`.
+    pub schema_custom_attributes: Vec<String>,
 }
 
 impl Default for SimOptions {
@@ -242,6 +325,9 @@ impl Default for SimOptions {
             oauth: None,
             log_timing: LogTiming::default(),
             logs_forbidden: false,
+            slow_pages: None,
+            members_limit: None,
+            schema_custom_attributes: vec!["writerRole".to_owned()],
         }
     }
 }
@@ -255,6 +341,8 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// The rate-limit bucket the request counted against.
     pub family: Bucket,
+    /// What the path asks for.
+    pub route: Route,
     /// 1-based page of a listing (1 without a cursor).
     pub page: u32,
     pub status: u16,
@@ -428,6 +516,18 @@ impl SimHandle {
 
     pub fn set_max_page_size(&self, max: Option<usize>) {
         lock(&self.shared.config).options.max_page_size = max;
+    }
+
+    pub fn set_slow_pages(&self, slow: Option<SlowPages>) {
+        lock(&self.shared.config).options.slow_pages = slow;
+    }
+
+    pub fn set_members_limit(&self, limit: Option<MembersLimit>) {
+        lock(&self.shared.config).options.members_limit = limit;
+    }
+
+    pub fn set_schema_custom_attributes(&self, attributes: Vec<String>) {
+        lock(&self.shared.config).options.schema_custom_attributes = attributes;
     }
 
     /// Changes the OAuth app (e.g. `require_dpop`, granted scopes).

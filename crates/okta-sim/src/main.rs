@@ -10,12 +10,22 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser};
 use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::org::Org;
-use okta_sim::{RateLimits, SimOptions, Simulator};
+use okta_sim::{MembersLimit, RateLimits, SimOptions, Simulator, SlowAnswer, SlowPages};
 use tracing_subscriber::EnvFilter;
 
 /// A simulated Okta org serving the management API endpoints writer-sync reads.
 #[derive(Debug, Parser)]
 #[command(name = "okta-sim", version)]
+#[command(after_help = "\
+Behaves as Okta does where writer-sync depends on it: pagination by opaque cursors in \
+`Link: <…>; rel=\"next\"` headers (a full page is followed by a `next` link), Okta's error \
+bodies (E0000001 validation, E0000007 not found, E0000011 bad token, E0000047 rate limit), and \
+rate limits per Okta bucket with X-Rate-Limit-* headers: /api/v1/apps/* (app users and \
+groups), /api/v1/apps/{id}, /api/v1/groups/* (search AND member listings share it), \
+/api/v1/groups/{id}, /api/v1/users/*, GET /api/v1/users/{id}, /api/v1/logs, and all others. \
+It serves the app-user and user schemas (/api/v1/meta/schemas/apps/{id}/default, \
+/api/v1/meta/schemas/user/default) and, with the flags above, slow big pages, member pages \
+capped or refused above a limit, and an inactive app.")]
 #[command(group(ArgGroup::new("org").args(["users", "fixtures", "sample"])))]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
@@ -66,23 +76,38 @@ struct Args {
     /// time in benchmarks).
     #[arg(long, default_value_t = 60.0)]
     minute_secs: f64,
-    /// Requests per window for /api/v1/apps/* (default: Okta's org limit).
+    /// Requests per window of the bucket `/api/v1/apps` and `/api/v1/apps/*`
+    /// except the app itself: app users, app groups (default: Okta's
+    /// Workforce limit, 100).
     #[arg(long)]
     limit_apps: Option<u32>,
-    /// Requests per window for /api/v1/groups.
+    /// Requests per window of the bucket `/api/v1/apps/{id}` (exactly).
+    #[arg(long)]
+    limit_app_by_id: Option<u32>,
+    /// Requests per window of the bucket `/api/v1/groups` and
+    /// `/api/v1/groups/*` except a group itself: group search AND the member
+    /// listings `/api/v1/groups/{id}/users`, which share it in Okta.
     #[arg(long)]
     limit_groups: Option<u32>,
-    /// Requests per window for /api/v1/groups/{id}/users.
+    /// Requests per window of the bucket `/api/v1/groups/{id}` (exactly).
     #[arg(long)]
-    limit_group_members: Option<u32>,
-    /// Requests per window for /api/v1/users.
+    limit_group_by_id: Option<u32>,
+    /// Requests per window of the bucket `/api/v1/users` and `/api/v1/users/*`
+    /// except a user itself.
     #[arg(long)]
     limit_users: Option<u32>,
-    /// Requests per window for other endpoints.
+    /// Requests per window of the bucket `GET /api/v1/users/{idOrLogin}`.
+    #[arg(long)]
+    limit_user_by_id: Option<u32>,
+    /// Requests per window of the bucket `/api/v1/logs`.
+    #[arg(long)]
+    limit_logs: Option<u32>,
+    /// Requests per window for every other endpoint (the schemas, the token
+    /// endpoint).
     #[arg(long)]
     limit_other: Option<u32>,
     /// No rate limits at all (headers are still sent).
-    #[arg(long, conflicts_with_all = ["limit_apps", "limit_groups", "limit_group_members", "limit_users", "limit_other"])]
+    #[arg(long, conflicts_with_all = ["limit_apps", "limit_app_by_id", "limit_groups", "limit_group_by_id", "limit_users", "limit_user_by_id", "limit_logs", "limit_other"])]
     unlimited: bool,
     /// Cap every page at this many objects.
     #[arg(long)]
@@ -90,6 +115,36 @@ struct Args {
     /// Answer requests beyond this many in flight with a concurrency 429.
     #[arg(long)]
     max_concurrent: Option<usize>,
+
+    /// Pages with more than this many objects are too big to answer in
+    /// time (as Okta's big app-user pages): they answer after
+    /// --slow-pages-delay-ms, or with 500 E0000009 with --slow-pages-500.
+    /// Smaller pages answer at once.
+    #[arg(long, value_name = "N")]
+    slow_pages_above: Option<usize>,
+    /// Delay of a slow page (set it above the client's request timeout).
+    #[arg(long, default_value_t = 150_000, requires = "slow_pages_above")]
+    slow_pages_delay_ms: u64,
+    /// Slow pages answer 500 E0000009 at once instead of late.
+    #[arg(long, requires = "slow_pages_above")]
+    slow_pages_500: bool,
+    /// Member listings (/api/v1/groups/{id}/users) return at most this many
+    /// members per page (Okta documents 1,000 as a legacy default that will
+    /// change, and recommends 200).
+    #[arg(long, value_name = "N")]
+    members_max_limit: Option<usize>,
+    /// A member listing asking for more than --members-max-limit gets 400
+    /// E0000001 "Api validation failed: limit" instead of a smaller page.
+    #[arg(long, requires = "members_max_limit")]
+    members_refuse_above_max: bool,
+    /// Custom attributes of the app-user and user schemas
+    /// (/api/v1/meta/schemas/…/default), comma-separated; an empty value
+    /// leaves the role attribute out.
+    #[arg(long, value_delimiter = ',', default_value = "writerRole")]
+    schema_attributes: Vec<String>,
+    /// Status of the app (/api/v1/apps/{id}): ACTIVE or INACTIVE.
+    #[arg(long, default_value = "ACTIVE")]
+    app_status: String,
 }
 
 #[tokio::main]
@@ -111,7 +166,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let org = build_org(&args)?;
+    let mut org = build_org(&args)?;
+    if !matches!(args.app_status.as_str(), "ACTIVE" | "INACTIVE") {
+        return Err(format!(
+            "--app-status must be ACTIVE or INACTIVE, got {:?}",
+            args.app_status
+        ));
+    }
+    org.set_app_status(&args.app_status);
     if !(args.minute_secs.is_finite() && args.minute_secs > 0.0) {
         return Err(format!(
             "--minute-secs must be positive, got {}",
@@ -124,9 +186,12 @@ async fn run(args: Args) -> Result<(), String> {
         let defaults = RateLimits::okta_defaults();
         RateLimits {
             apps: args.limit_apps.unwrap_or(defaults.apps),
+            app_by_id: args.limit_app_by_id.unwrap_or(defaults.app_by_id),
             groups: args.limit_groups.unwrap_or(defaults.groups),
-            group_members: args.limit_group_members.unwrap_or(defaults.group_members),
+            group_by_id: args.limit_group_by_id.unwrap_or(defaults.group_by_id),
             users: args.limit_users.unwrap_or(defaults.users),
+            user_by_id: args.limit_user_by_id.unwrap_or(defaults.user_by_id),
+            logs: args.limit_logs.unwrap_or(defaults.logs),
             other: args.limit_other.unwrap_or(defaults.other),
             window: Duration::from_secs_f64(args.minute_secs),
         }
@@ -140,6 +205,24 @@ async fn run(args: Args) -> Result<(), String> {
         latency_jitter: Duration::from_millis(args.latency_jitter_ms),
         max_page_size: args.max_page_size,
         max_concurrent: args.max_concurrent,
+        slow_pages: args.slow_pages_above.map(|more_than| SlowPages {
+            more_than,
+            answer: if args.slow_pages_500 {
+                SlowAnswer::ServerError
+            } else {
+                SlowAnswer::Delay(Duration::from_millis(args.slow_pages_delay_ms))
+            },
+        }),
+        members_limit: args.members_max_limit.map(|max| MembersLimit {
+            max,
+            refuse_above: args.members_refuse_above_max,
+        }),
+        schema_custom_attributes: args
+            .schema_attributes
+            .iter()
+            .filter(|name| !name.is_empty())
+            .cloned()
+            .collect(),
         ..defaults
     };
     let (users, groups, app_users) = (

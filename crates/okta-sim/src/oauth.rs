@@ -461,6 +461,7 @@ pub(crate) fn required_scope(path: &str) -> Option<&'static str> {
         ["", "api", "v1", "apps", ..] => Some("okta.apps.read"),
         ["", "api", "v1", "groups", ..] => Some("okta.groups.read"),
         ["", "api", "v1", "users", ..] => Some("okta.users.read"),
+        ["", "api", "v1", "meta", "schemas", ..] => Some("okta.schemas.read"),
         ["", "api", "v1", "logs", ..] => Some("okta.logs.read"),
         _ => None,
     }
@@ -736,7 +737,11 @@ mod tests {
         );
         assert_eq!(required_scope("/api/v1/users"), Some("okta.users.read"));
         assert_eq!(required_scope("/api/v1/logs"), Some("okta.logs.read"));
-        assert_eq!(required_scope("/api/v1/meta/other"), None);
+        assert_eq!(
+            required_scope("/api/v1/meta/schemas/apps/0oa1/default"),
+            Some("okta.schemas.read")
+        );
+        assert_eq!(required_scope("/api/v1/other"), None);
         let granted = vec!["okta.groups.manage".to_owned()];
         assert!(has_scope(&granted, "okta.groups.read"));
         assert!(!has_scope(&granted, "okta.users.read"));

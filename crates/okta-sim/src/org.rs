@@ -167,6 +167,8 @@ pub struct Org {
     /// Direct app assignments with their app-user profile.
     pub(crate) direct: BTreeMap<Id, Map<String, Value>>,
     pub(crate) assigned_groups: BTreeMap<Id, GroupAssignment>,
+    /// App-user statuses other than `ACTIVE` (`REVOKED`, …), per user.
+    pub(crate) app_user_status: BTreeMap<Id, String>,
     /// Seed of generated profiles.
     pub(crate) seed: u64,
     /// Counter behind new ids.
@@ -200,6 +202,7 @@ impl Org {
             groups: BTreeMap::new(),
             direct: BTreeMap::new(),
             assigned_groups: BTreeMap::new(),
+            app_user_status: BTreeMap::new(),
             seed,
             next_serial: 0,
             log: EventLog::with_seed(seed),
@@ -212,6 +215,12 @@ impl Org {
 
     pub fn app_id(&self) -> &str {
         &self.app.id
+    }
+
+    /// Sets the app's status (`ACTIVE`, `INACTIVE`), as an admin
+    /// deactivating the app in Okta would.
+    pub fn set_app_status(&mut self, status: &str) {
+        status.clone_into(&mut self.app.status);
     }
 
     pub fn user_count(&self) -> usize {
@@ -446,6 +455,16 @@ impl Org {
         id.to_string()
     }
 
+    /// Adds a group of Okta type `group_type` (`OKTA_GROUP`, `APP_GROUP` as
+    /// imported from AD/LDAP, `BUILT_IN` like Everyone) and returns its id.
+    pub fn add_group_of_type(&mut self, name: &str, group_type: &str) -> String {
+        let id = self.add_group(name, None);
+        if let Some(group) = self.groups.get_mut(id.as_str()) {
+            group_type.clone_into(&mut group.group_type);
+        }
+        id
+    }
+
     pub(crate) fn insert_group(&mut self, id: Id, group: SimGroup) {
         self.groups.insert(id, group);
     }
@@ -572,6 +591,23 @@ impl Org {
             self.log_app_user("application.user_membership.update", user_id);
         }
         self.log_app_access(access);
+        Ok(())
+    }
+
+    /// Sets the app-user status Okta reports for a user's assignment
+    /// (`ACTIVE` by default; `REVOKED`, `DEPROVISIONED`, `INACTIVE`, … as a
+    /// provisioning-enabled app shows them). The assignment itself stays.
+    pub fn set_app_user_status(&mut self, user_id: &str, status: &str) -> Result<(), OrgError> {
+        let id = self
+            .users
+            .get_key_value(user_id)
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| OrgError::UnknownUser(user_id.to_owned()))?;
+        if status == "ACTIVE" {
+            self.app_user_status.remove(&id);
+        } else {
+            self.app_user_status.insert(id, status.to_owned());
+        }
         Ok(())
     }
 
@@ -720,7 +756,7 @@ impl Org {
             "created": created,
             "lastUpdated": created,
             "scope": scope.as_str(),
-            "status": "ACTIVE",
+            "status": self.app_user_status.get(id).map_or("ACTIVE", String::as_str),
             "statusChanged": created,
             "passwordChanged": Value::Null,
             "syncState": "DISABLED",

@@ -123,6 +123,20 @@ impl Shared {
                 let Some(group) = org.groups.get(*group_id) else {
                     return Err(not_found(group_id, "UserGroup"));
                 };
+                let members_limit = lock(&self.config).options.members_limit;
+                let max = members_limit.map_or(1000, |m| m.max.max(1));
+                if let Some(asked) = ctx.param("limit").and_then(|l| l.parse::<usize>().ok())
+                    && asked > max
+                    && members_limit.is_some_and(|m| m.refuse_above)
+                {
+                    return Err(Reply::error_with_causes(
+                        StatusCode::BAD_REQUEST,
+                        "E0000001",
+                        "Api validation failed: limit",
+                        &[&format!("limit: The limit must be between 1 and {max}.")],
+                        ctx.serial,
+                    ));
+                }
                 let members = match after_id {
                     Some(after) => group
                         .members
@@ -131,7 +145,7 @@ impl Shared {
                 };
                 Ok(self.page(
                     ctx.page,
-                    limit(1000, 1, 1000),
+                    limit(1000.min(max), 1, max),
                     members.filter_map(|id| {
                         let user = org.users.get(id)?;
                         Some((id, org.user_json(base, id, user)))
@@ -154,6 +168,26 @@ impl Shared {
                         })
                         .map(|(id, user)| (id, org.user_json(base, id, user))),
                 ))
+            }
+            [
+                "",
+                "api",
+                "v1",
+                "meta",
+                "schemas",
+                "apps",
+                app_id,
+                "default",
+            ] => {
+                if *app_id != org.app_id() {
+                    return Err(not_found(app_id, "AppInstance"));
+                }
+                let custom = lock(&self.config).options.schema_custom_attributes.clone();
+                Ok(Routed::Object(org.app_user_schema_json(base, &custom)))
+            }
+            ["", "api", "v1", "meta", "schemas", "user", "default"] => {
+                let custom = lock(&self.config).options.schema_custom_attributes.clone();
+                Ok(Routed::Object(org.user_schema_json(base, &custom)))
             }
             _ => self
                 .route_incremental(org, ctx, &segments)

@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::bucket::Bucket;
+use crate::bucket::{Bucket, Route};
 use crate::hash::mix;
 use crate::oauth::{self, OAuthState};
 use crate::org::{Org, okta_like_id};
 use crate::routes::decode_cursor;
-use crate::{Fault, FaultKind, LinkStyle, RequestRecord, SimOptions, SimStats, Times, lock};
+use crate::{Fault, LinkStyle, RequestRecord, SimOptions, SimStats, SlowAnswer, lock};
 
 /// Requests kept in the log.
 const LOG_CAPACITY: usize = 100_000;
@@ -47,39 +47,7 @@ pub(crate) struct Shared {
 pub(crate) struct Config {
     pub(crate) options: SimOptions,
     /// Faults with how often each has fired.
-    faults: Vec<(Fault, u32)>,
-}
-
-impl Config {
-    pub(crate) fn set_faults(&mut self, faults: Vec<Fault>) {
-        self.faults = faults.into_iter().map(|fault| (fault, 0)).collect();
-    }
-
-    /// Fires (and counts) the first not-exhausted fault matching the request
-    /// whose kind `wanted` accepts.
-    fn fire(
-        &mut self,
-        bucket: Bucket,
-        page: u32,
-        wanted: impl Fn(FaultKind) -> bool,
-    ) -> Option<FaultKind> {
-        for (fault, fired) in &mut self.faults {
-            let target = fault.target;
-            let matches = target.family.is_none_or(|b| b == bucket)
-                && target.page.is_none_or(|p| p == page)
-                && wanted(fault.kind);
-            let left = match fault.times {
-                Times::Once => *fired < 1,
-                Times::Count(count) => *fired < count,
-                Times::Always => true,
-            };
-            if matches && left {
-                *fired += 1;
-                return Some(fault.kind);
-            }
-        }
-        None
-    }
+    pub(crate) faults: Vec<(Fault, u32)>,
 }
 
 /// Wall time derived from tokio's clock, so `Date` and `X-Rate-Limit-Reset`
@@ -121,9 +89,9 @@ pub(crate) struct Window {
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RateHeaders {
-    limit: u32,
-    remaining: u32,
-    reset: u64,
+    pub(crate) limit: u32,
+    pub(crate) remaining: u32,
+    pub(crate) reset: u64,
 }
 
 /// A response before it becomes HTTP.
@@ -160,6 +128,22 @@ impl Reply {
     }
 
     pub(crate) fn error(status: StatusCode, code: &str, summary: &str, serial: u64) -> Reply {
+        Reply::error_with_causes(status, code, summary, &[], serial)
+    }
+
+    /// An Okta error body whose `errorCauses` holds one `{errorSummary}`
+    /// per cause (Okta's shape for validation errors).
+    pub(crate) fn error_with_causes(
+        status: StatusCode,
+        code: &str,
+        summary: &str,
+        causes: &[&str],
+        serial: u64,
+    ) -> Reply {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|cause| json!({"errorSummary": cause}))
+            .collect();
         Reply::json(
             status,
             &json!({
@@ -167,7 +151,7 @@ impl Reply {
                 "errorSummary": summary,
                 "errorLink": code,
                 "errorId": okta_like_id("oae", 0xE7707, serial),
-                "errorCauses": []
+                "errorCauses": causes
             }),
         )
     }
@@ -191,6 +175,7 @@ pub(crate) struct Ctx<'a> {
     pub(crate) query: Option<&'a str>,
     pub(crate) params: Vec<(String, String)>,
     pub(crate) bucket: Bucket,
+    pub(crate) route: Route,
     pub(crate) page: u32,
     /// Whether the `Authorization` header carried the right SSWS token.
     pub(crate) authorized: bool,
@@ -364,44 +349,6 @@ impl Shared {
         reply
     }
 
-    /// Fires the first matching pre-response fault: a delay (then looks
-    /// again), or an error reply.
-    async fn injected_fault(&self, ctx: &Ctx<'_>) -> Option<Reply> {
-        loop {
-            let fault = lock(&self.config).fire(ctx.bucket, ctx.page, |kind| {
-                matches!(
-                    kind,
-                    FaultKind::ServerError(_)
-                        | FaultKind::RateLimited
-                        | FaultKind::ConcurrencyLimited
-                        | FaultKind::Slow(_)
-                )
-            });
-            match fault {
-                None => return None,
-                Some(FaultKind::Slow(delay)) => tokio::time::sleep(delay).await,
-                Some(FaultKind::ServerError(status)) => {
-                    let status =
-                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let (code, summary) = if status == StatusCode::SERVICE_UNAVAILABLE {
-                        ("E0000010", "Service is in read only mode")
-                    } else {
-                        ("E0000009", "Internal Server Error")
-                    };
-                    let mut reply = Reply::error(status, code, summary, ctx.serial);
-                    reply.rate = Some(self.peek_window(ctx.bucket));
-                    return Some(reply);
-                }
-                Some(FaultKind::RateLimited) => {
-                    let mut rate = self.peek_window(ctx.bucket);
-                    rate.remaining = 0;
-                    return Some(self.rate_limited(ctx, rate));
-                }
-                Some(_) => return Some(self.concurrency_429(ctx)),
-            }
-        }
-    }
-
     async fn respond_authorized(&self, ctx: &Ctx<'_>, grant: Option<&oauth::Grant>) -> Reply {
         let (forbidden, max_concurrent) = {
             let config = lock(&self.config);
@@ -443,32 +390,29 @@ impl Shared {
             Err(reply) => reply,
             Ok(Routed::Object(value)) => Reply::json(StatusCode::OK, &value),
             Ok(Routed::Listing { items, next }) => {
+                // A page too big to answer in time: late, or a 500 as when
+                // Okta's own request timeout fires.
+                let slow = lock(&self.config).options.slow_pages;
+                match slow {
+                    Some(slow) if items.len() > slow.more_than => match slow.answer {
+                        SlowAnswer::Delay(delay) => tokio::time::sleep(delay).await,
+                        SlowAnswer::ServerError => {
+                            let mut reply = Reply::error(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "E0000009",
+                                "Internal Server Error",
+                                ctx.serial,
+                            );
+                            reply.rate = Some(rate);
+                            return reply;
+                        }
+                    },
+                    _ => {}
+                }
                 let mut reply = Reply::json(StatusCode::OK, &Value::Array(items));
                 let self_url = self.absolute(ctx.path, ctx.query);
                 let mut next_url = next.map(|cursor| self.next_url(ctx, &cursor));
-                let post = lock(&self.config).fire(ctx.bucket, ctx.page, |kind| {
-                    matches!(
-                        kind,
-                        FaultKind::TruncatedBody
-                            | FaultKind::ForeignNextLink
-                            | FaultKind::RepeatCursor
-                            | FaultKind::ConnectionReset
-                    )
-                });
-                match post {
-                    Some(FaultKind::TruncatedBody) => {
-                        let half = reply.body.len() / 2;
-                        reply.body.truncate(half);
-                    }
-                    Some(FaultKind::ForeignNextLink) => {
-                        let mut foreign = next_url.clone().unwrap_or_else(|| self_url.clone());
-                        let _ = foreign.set_host(Some("okta-sim-foreign.invalid"));
-                        next_url = Some(foreign);
-                    }
-                    Some(FaultKind::RepeatCursor) => next_url = Some(self_url.clone()),
-                    Some(FaultKind::ConnectionReset) => reply.reset = true,
-                    _ => {}
-                }
+                self.post_fault(ctx, &mut reply, &self_url, &mut next_url);
                 reply.links.push(format!("<{self_url}>; rel=\"self\""));
                 if let Some(next_url) = next_url {
                     reply.links.push(format!("<{next_url}>; rel=\"next\""));
@@ -480,7 +424,7 @@ impl Shared {
         reply
     }
 
-    fn concurrency_429(&self, ctx: &Ctx<'_>) -> Reply {
+    pub(crate) fn concurrency_429(&self, ctx: &Ctx<'_>) -> Reply {
         let reset = epoch_ceil(self.clock.wall(Instant::now()) + Duration::from_secs(1));
         self.rate_limited(
             ctx,
@@ -492,7 +436,7 @@ impl Shared {
         )
     }
 
-    fn rate_limited(&self, ctx: &Ctx<'_>, rate: RateHeaders) -> Reply {
+    pub(crate) fn rate_limited(&self, ctx: &Ctx<'_>, rate: RateHeaders) -> Reply {
         let mut reply = Reply::error(
             StatusCode::TOO_MANY_REQUESTS,
             "E0000047",
@@ -541,7 +485,7 @@ impl Shared {
     }
 
     /// The bucket window's headers without counting a request.
-    fn peek_window(&self, bucket: Bucket) -> RateHeaders {
+    pub(crate) fn peek_window(&self, bucket: Bucket) -> RateHeaders {
         let (limit, length) = {
             let config = lock(&self.config);
             (
@@ -604,6 +548,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         })
         .unwrap_or_default();
     let bucket = Bucket::of_path(&path);
+    let route = Route::of_path(&path);
     let page = match params.iter().find(|(key, _)| key == "after") {
         None => 1,
         Some((_, cursor)) => decode_cursor(cursor).map_or(0, |(page, _)| page + 1),
@@ -618,6 +563,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         query: query.as_deref(),
         params,
         bucket,
+        route,
         page,
         authorized,
         concurrent,
@@ -639,6 +585,7 @@ pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         path: path.clone(),
         query: query.clone(),
         family: bucket,
+        route,
         page,
         status: reply.status.as_u16(),
         authorized: authorized || reply.authorized,

@@ -458,6 +458,7 @@ fn arb_group() -> impl Strategy<Value = OktaGroup> {
             id: format!("00g{id}"),
             name: GROUP_NAMES[name].to_string(),
             member_ids: members.into_iter().map(|m| format!("00u{m}")).collect(),
+            kind: None,
         })
 }
 

@@ -189,14 +189,25 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        // The type of each group, so a name shared by an Okta group and an
+        // AD/LDAP import (`APP_GROUP`) says which is which.
+        let kinds: Map<&str, &str> = okta
+            .groups
+            .iter()
+            .filter_map(|g| Some((g.id.as_str(), g.kind.as_deref()?)))
+            .collect();
         for (name, ids) in ambiguous {
             self.skipped_groups += ids.len();
+            let named = ids.iter().map(|id| match kinds.get(id) {
+                Some(kind) => format!("{id} ({kind})"),
+                None => (*id).to_string(),
+            });
             messages.push((
                 Severity::Error,
                 format!(
                     "pushed Okta groups {} have the same name {name:?}; none of them is linked \
                      to a team",
-                    join(ids)
+                    join(named)
                 ),
             ));
         }

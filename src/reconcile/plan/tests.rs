@@ -98,6 +98,7 @@ pub(crate) fn group(id: &str, name: &str, members: &[&str]) -> OktaGroup {
         id: id.to_string(),
         name: name.to_string(),
         member_ids: members.iter().map(|m| m.to_string()).collect(),
+        kind: None,
     }
 }
 
@@ -1150,6 +1151,33 @@ fn duplicate_group_names_link_none_with_an_error() {
     );
     assert_eq!(findings_with(&p, Severity::Error, &["00g1, 00g2"]), 1);
     assert_eq!(p.skipped, 2);
+}
+
+#[test]
+fn duplicate_group_names_of_an_okta_and_an_ad_group_name_both_types() {
+    let okta_group = OktaGroup {
+        kind: Some("OKTA_GROUP".into()),
+        ..group("00g1", "Eng", &[])
+    };
+    let ad_group = OktaGroup {
+        kind: Some("APP_GROUP".into()),
+        ..group("00g2", "Eng", &[])
+    };
+    let p = world()
+        .groups(vec![ad_group, okta_group])
+        .teams(vec![team(10, "Eng")])
+        .plan();
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(
+        findings_with(
+            &p,
+            Severity::Error,
+            &["00g1 (OKTA_GROUP), 00g2 (APP_GROUP)", "\"Eng\""]
+        ),
+        1,
+        "{:?}",
+        p.findings
+    );
 }
 
 #[test]
