@@ -34,12 +34,6 @@ pub struct EventCursor {
 
 const SOURCE: &str = "system_log";
 
-const UPSERT: &str = "INSERT INTO event_cursor (name, next_url, since_ms, last_published_ms, seen, baseline, pending_full, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (name) DO UPDATE SET next_url = excluded.next_url, since_ms = excluded.since_ms, \
-     last_published_ms = excluded.last_published_ms, seen = excluded.seen, \
-     baseline = excluded.baseline, pending_full = excluded.pending_full, updated_at = excluded.updated_at";
-
 impl Store {
     /// The cursor, if a full reconcile ever set one.
     pub async fn event_cursor(&self) -> Result<Option<EventCursor>, StoreError> {
@@ -89,18 +83,24 @@ impl StoreTx {
     /// Writes the cursor inside this transaction.
     pub async fn set_event_cursor(&mut self, cursor: &EventCursor) -> Result<(), StoreError> {
         let seen = serde_json::to_string(&cursor.seen).unwrap_or_else(|_| "[]".into());
-        sqlx::query(UPSERT)
-            .bind(SOURCE)
-            .bind(cursor.next_url.as_deref())
-            .bind(cursor.since_ms)
-            .bind(cursor.last_published_ms)
-            .bind(seen)
-            .bind(cursor.baseline.as_str())
-            .bind(cursor.pending_full.as_deref())
-            .bind(now_ms())
-            .execute(&mut *self.tx)
-            .await
-            .map(|_| ())
-            .map_err(query_err("write event cursor"))
+        sqlx::query(
+            "INSERT INTO event_cursor (name, next_url, since_ms, last_published_ms, seen, baseline, pending_full, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name) DO UPDATE SET next_url = excluded.next_url, since_ms = excluded.since_ms, \
+             last_published_ms = excluded.last_published_ms, seen = excluded.seen, \
+             baseline = excluded.baseline, pending_full = excluded.pending_full, updated_at = excluded.updated_at",
+        )
+        .bind(SOURCE)
+        .bind(cursor.next_url.as_deref())
+        .bind(cursor.since_ms)
+        .bind(cursor.last_published_ms)
+        .bind(seen)
+        .bind(cursor.baseline.as_str())
+        .bind(cursor.pending_full.as_deref())
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(query_err("write event cursor"))
     }
 }
