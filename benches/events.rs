@@ -12,8 +12,8 @@
 //!    events visible `--log-delay` after they happen (10 s);
 //! 2. runs the `writer-sync run` daemon with the default config (polls
 //!    every 15 s, hourly full reconciles), and waits for its first full sync;
-//! 3. freshness: makes `--mutations` random changes (names, suspensions,
-//!    reactivations) at random moments and measures, for each, the time
+//! 3. freshness: makes `--mutations` random changes (okta-sim's churn:
+//!    names, suspensions, reactivations) at random moments and measures, for each, the time
 //!    from the change in Okta to its row in the store (p50, p95, max);
 //! 4. cost: requests per idle poll, per single-user change (measured alone),
 //!    and of one no-change full reconcile (SIGUSR1); from them the requests
@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use okta_sim::generate::{GenSpec, GroupSizes};
+use okta_sim::churn::{self, Change};
 use okta_sim::org::{Org, UserStatus};
 use okta_sim::{Bucket, LogTiming, RateLimits, SimHandle, SimOptions, Simulator};
-use serde_json::json;
 use sqlx::Row;
 
 #[derive(Debug, Parser)]
@@ -130,13 +130,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[at.min(sorted.len() - 1)]
 }
 
-/// What a change leaves in the store, to wait for.
-#[derive(Debug, Clone)]
-enum Expect {
-    LastName(String),
-    Active(bool),
-}
-
 /// Reads (okta id → last name, active) for `ids` from the store.
 async fn rows(pool: &sqlx::AnyPool, ids: &[String]) -> BTreeMap<String, (String, bool)> {
     let mut out = BTreeMap::new();
@@ -163,7 +156,7 @@ async fn rows(pool: &sqlx::AnyPool, ids: &[String]) -> BTreeMap<String, (String,
 /// from each change to when it was seen.
 async fn arrivals(
     pool: &sqlx::AnyPool,
-    pending: &[(String, Expect, Instant)],
+    pending: &[(String, Change, Instant)],
     limit: Duration,
 ) -> Vec<Option<f64>> {
     let mut seen: Vec<Option<f64>> = vec![None; pending.len()];
@@ -176,8 +169,8 @@ async fn arrivals(
                 continue;
             }
             let arrived = match (now.get(id), expect) {
-                (Some((name, _)), Expect::LastName(want)) => name == want,
-                (Some((_, active)), Expect::Active(want)) => active == want,
+                (Some((name, _)), Change::LastName { name: want, .. }) => name == want,
+                (Some((_, active)), Change::Active { active: want, .. }) => active == want,
                 _ => false,
             };
             if arrived {
@@ -189,29 +182,11 @@ async fn arrivals(
     seen
 }
 
-fn change(
-    rng: &mut fastrand::Rng,
-    sim: &SimHandle,
-    candidates: &[String],
-    n: usize,
-) -> (String, Expect) {
-    let id = candidates[rng.usize(..candidates.len())].clone();
-    let status = sim.org(|o| o.user_status(&id));
-    let expect = if rng.u8(..10) < 8 {
-        let name = format!("Fresh{n}");
-        sim.org_mut(|o| o.set_user_attr(&id, "lastName", json!(name)))
-            .expect("user exists");
-        Expect::LastName(name)
-    } else if status == Some(UserStatus::Suspended) {
-        sim.org_mut(|o| o.set_user_status(&id, UserStatus::Active))
-            .expect("user exists");
-        Expect::Active(true)
-    } else {
-        sim.org_mut(|o| o.set_user_status(&id, UserStatus::Suspended))
-            .expect("user exists");
-        Expect::Active(false)
-    };
-    (id, expect)
+/// One random change (okta-sim's churn): the user and what it leaves in
+/// the store.
+fn change(rng: &mut fastrand::Rng, sim: &SimHandle, candidates: &[String], n: usize) -> Change {
+    sim.org_mut(|o| churn::random_change(o, rng, candidates, n as u64))
+        .expect("candidates are users of the org")
 }
 
 fn requests(sim: &SimHandle) -> (u64, u64) {
@@ -371,10 +346,10 @@ async fn main() {
 
     // One change alone: the poll that brings it, and what it reads.
     let (before, _) = requests(&sim);
-    let (id, expect) = change(&mut rng, &sim, &candidates, 0);
+    let one_change = change(&mut rng, &sim, &candidates, 0);
     let one = arrivals(
         &pool,
-        &[(id, expect, Instant::now())],
+        &[(one_change.user().to_owned(), one_change, Instant::now())],
         Duration::from_secs(120),
     )
     .await;
@@ -391,8 +366,8 @@ async fn main() {
     let mut pending = Vec::new();
     let (fresh0, _) = requests(&sim);
     for n in 1..=args.mutations {
-        let (id, expect) = change(&mut rng, &sim, &candidates, n);
-        pending.push((id, expect, Instant::now()));
+        let c = change(&mut rng, &sim, &candidates, n);
+        pending.push((c.user().to_owned(), c, Instant::now()));
         let wait = -args.spacing * (1.0 - rng.f64()).ln();
         tokio::time::sleep(Duration::from_secs_f64(wait.min(args.spacing * 5.0))).await;
     }
@@ -440,8 +415,8 @@ async fn main() {
         let burst_started = Instant::now();
         let spacing = 60.0 / args.burst as f64;
         for n in 0..args.burst {
-            let (id, expect) = change(&mut rng, &sim, &candidates, 10_000 + n);
-            pending.push((id, expect, Instant::now()));
+            let c = change(&mut rng, &sim, &candidates, 10_000 + n);
+            pending.push((c.user().to_owned(), c, Instant::now()));
             tokio::time::sleep(Duration::from_secs_f64(spacing)).await;
         }
         // The same user may have changed twice: only its last change counts.

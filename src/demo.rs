@@ -1,9 +1,14 @@
 //! `writer-sync demo`: starts the built-in Okta simulator on loopback with a
 //! small sample org made from recorded Okta responses, syncs it into a local
-//! SQLite file, and prints the report and the resulting teams.
+//! SQLite file, and prints the report and the resulting teams. Then it shows
+//! the incremental sync (SPEC §7): it changes one user's role in the
+//! simulated Okta, lets an incremental run bring the change in from the
+//! System Log, and undoes it the same way, so the store ends as the full
+//! sync left it (a second demo has no changes).
 //!
-//! Invariant: uses only the library's public API, the same path as
-//! `run --once` (config parsing, the Okta client, `reconcile::run_once`).
+//! Invariant: uses only the library's public API, the same paths as
+//! `run --once` and the daemon's polls (config parsing, the Okta client,
+//! `reconcile::run_once`, `reconcile::incremental::run_events`).
 //! Built only with the `demo` cargo feature (on by default), the one that
 //! brings the simulator (the `okta-sim` crate) into the binary.
 
@@ -17,7 +22,9 @@ use okta_sim::{SimOptions, Simulator};
 
 use writer_sync::config::{self, ConfigEnv};
 use writer_sync::okta::OktaClient;
-use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
+use serde_json::json;
+use writer_sync::reconcile::report::change_json;
+use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger, incremental};
 use writer_sync::secret::Secret;
 use writer_sync::store::Store;
 
@@ -82,6 +89,11 @@ create_missing = true
         holder: reconcile::holder_id(),
     };
     let report = reconcile::run_once(&ctx, &RunOptions::new(Trigger::Demo)).await;
+    let incremental = if report.status == reconcile::report::Status::Ok {
+        incremental_steps(&sim, &ctx).await
+    } else {
+        String::new()
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -129,6 +141,7 @@ create_missing = true
             let _ = writeln!(out, "    {:<6}  {}{state}", m.role.as_str(), m.email);
         }
     }
+    out.push_str(&incremental);
     let active = dump.users.iter().filter(|u| u.active).count();
     let managed = dump.users.iter().filter(|u| u.okta_id.is_some()).count();
     let _ = writeln!(
@@ -144,4 +157,62 @@ create_missing = true
         reconcile::report::Status::Blocked => 3,
         _ => 1,
     })
+}
+
+/// Promotes a directly assigned member (`writerRole = "admin"`) in the
+/// simulated Okta, lets an incremental run bring it in, then undoes it the
+/// same way; returns what to print.
+async fn incremental_steps(sim: &okta_sim::SimHandle, ctx: &SyncContext) -> String {
+    let mut out = String::new();
+    let chosen = sim.org(|o| {
+        o.app_user_ids().into_iter().find_map(|id| {
+            let (scope, profile) = o.app_user_profile(&id)?;
+            let member = profile.get("writerRole").and_then(|r| r.as_str()) == Some("member");
+            let email = o.user_profile(&id)?.get("email")?.as_str()?.to_owned();
+            (scope == okta_sim::org::Scope::User && member).then_some((id, email))
+        })
+    });
+    let Some((id, email)) = chosen else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "\nincremental sync (between full reconciles the daemon reads Okta's System Log every {}s):",
+        ctx.config.events.poll_interval.as_secs()
+    );
+    for (role, what) in [("admin", "promoted"), ("member", "demoted again")] {
+        if sim
+            .org_mut(|o| o.set_app_user_attr(&id, "writerRole", json!(role)))
+            .is_err()
+        {
+            return out;
+        }
+        let run = incremental::run_events(ctx, &RunOptions::new(Trigger::Events)).await;
+        let events: Vec<String> = run
+            .events_by_type
+            .iter()
+            .map(|(t, n)| format!("{n} {t}"))
+            .collect();
+        let applied = match &run.outcome {
+            incremental::Outcome::Ran(report) if !report.changes.is_empty() => report
+                .changes
+                .iter()
+                .map(|c| format!("{} {}", c.kind(), change_json(c).summary))
+                .collect::<Vec<_>>()
+                .join("; "),
+            incremental::Outcome::Ran(_) => "nothing".to_owned(),
+            other => format!("no incremental run: {other:?}"),
+        };
+        let _ = writeln!(
+            out,
+            "  Okta: {email} {what} (writerRole = {role:?})\n    System Log: {}\n    applied: {applied} ({} Okta requests)",
+            if events.is_empty() {
+                "no new events".to_owned()
+            } else {
+                events.join(", ")
+            },
+            run.requests
+        );
+    }
+    out
 }

@@ -234,7 +234,7 @@ impl Metrics {
             "counter",
             "Sync runs by outcome.",
         ));
-        for status in ["ok", "failed", "blocked", "dry_run", "interrupted"] {
+        for status in Status::ALL.map(Status::as_str) {
             push(format!(
                 "writer_sync_runs_total{{status=\"{status}\"}} {}",
                 s.runs.get(status).copied().unwrap_or(0)
@@ -397,16 +397,10 @@ impl Metrics {
             "counter",
             "Incremental runs from the System Log, by how they ended (idle: nothing new).",
         ));
-        for outcome in [
-            "idle",
-            "ok",
-            "failed",
-            "blocked",
-            "dry_run",
-            "fallback",
-            "unavailable",
-            "lock_held",
-        ] {
+        let outcomes = std::iter::once("idle")
+            .chain(Status::ALL.map(Status::as_str))
+            .chain(["fallback", "unavailable", "lock_held"]);
+        for outcome in outcomes {
             push(format!(
                 "writer_sync_incremental_runs_total{{outcome=\"{outcome}\"}} {}",
                 s.incremental.get(outcome).copied().unwrap_or(0)

@@ -32,6 +32,14 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Ok,
+        Status::Failed,
+        Status::Blocked,
+        Status::DryRun,
+        Status::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",

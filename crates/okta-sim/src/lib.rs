@@ -12,6 +12,7 @@
 //! (windows, latency, `Date`), so paused-time tests stay exact.
 
 mod bucket;
+pub mod churn;
 mod faults;
 mod filter;
 pub mod fixtures;

@@ -10,7 +10,10 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser};
 use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::org::Org;
-use okta_sim::{MembersLimit, RateLimits, SimOptions, Simulator, SlowAnswer, SlowPages};
+use okta_sim::churn;
+use okta_sim::{
+    LogTiming, MembersLimit, RateLimits, SimOptions, Simulator, SlowAnswer, SlowPages,
+};
 use tracing_subscriber::EnvFilter;
 
 /// A simulated Okta org serving the management API endpoints writer-sync reads.
@@ -24,8 +27,11 @@ rate limits per Okta bucket with X-Rate-Limit-* headers: /api/v1/apps/* (app use
 groups), /api/v1/apps/{id}, /api/v1/groups/* (search AND member listings share it), \
 /api/v1/groups/{id}, /api/v1/users/*, GET /api/v1/users/{id}, /api/v1/logs, and all others. \
 It serves the app-user and user schemas (/api/v1/meta/schemas/apps/{id}/default, \
-/api/v1/meta/schemas/user/default) and, with the flags above, slow big pages, member pages \
-capped or refused above a limit, and an inactive app.")]
+/api/v1/meta/schemas/user/default), the System Log as a polling query (/api/v1/logs with \
+since, filter, sortOrder=ASCENDING and an always-present next link; every change to the org is \
+an event with Okta's type and targets, visible after --log-delay-ms) and, with the flags above, \
+slow big pages, member pages capped or refused above a limit, an inactive app, and an org that \
+keeps changing (--churn-every-ms).")]
 #[command(group(ArgGroup::new("org").args(["users", "fixtures", "sample"])))]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
@@ -145,6 +151,27 @@ struct Args {
     /// Status of the app (/api/v1/apps/{id}): ACTIVE or INACTIVE.
     #[arg(long, default_value = "ACTIVE")]
     app_status: String,
+
+    /// Delay from an event's `published` time to when a System Log query
+    /// sees it (Okta: a few seconds, sometimes more).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    log_delay_ms: u64,
+    /// Extra delay per event, random up to this, so events become visible
+    /// out of `published` order.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    log_jitter_ms: u64,
+    /// Share of events the System Log delivers twice (Okta delivers at
+    /// least once), from 0 to 1.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    log_duplicates: f64,
+    /// Every MS milliseconds, change one random app user as an admin would
+    /// (a rename, a suspension or a reactivation), so an incremental sync
+    /// has System Log events to follow; each change is logged on stderr.
+    #[arg(long, value_name = "MS")]
+    churn_every_ms: Option<u64>,
+    /// Seed of the random changes of --churn-every-ms.
+    #[arg(long, default_value_t = 1, requires = "churn_every_ms")]
+    churn_seed: u64,
 }
 
 #[tokio::main]
@@ -174,6 +201,15 @@ async fn run(args: Args) -> Result<(), String> {
         ));
     }
     org.set_app_status(&args.app_status);
+    if !(0.0..=1.0).contains(&args.log_duplicates) {
+        return Err(format!(
+            "--log-duplicates must be between 0 and 1, got {}",
+            args.log_duplicates
+        ));
+    }
+    if args.churn_every_ms == Some(0) {
+        return Err("--churn-every-ms must be at least 1".into());
+    }
     if !(args.minute_secs.is_finite() && args.minute_secs > 0.0) {
         return Err(format!(
             "--minute-secs must be positive, got {}",
@@ -217,6 +253,11 @@ async fn run(args: Args) -> Result<(), String> {
             max,
             refuse_above: args.members_refuse_above_max,
         }),
+        log_timing: LogTiming {
+            delay: Duration::from_millis(args.log_delay_ms),
+            jitter: Duration::from_millis(args.log_jitter_ms),
+            duplicates: args.log_duplicates,
+        },
         schema_custom_attributes: args
             .schema_attributes
             .iter()
@@ -243,7 +284,35 @@ async fn run(args: Args) -> Result<(), String> {
     });
     println!("{ready}");
 
+    let sim = std::sync::Arc::new(sim);
+    let churn = args.churn_every_ms.map(|every| {
+        let sim = std::sync::Arc::clone(&sim);
+        let mut rng = fastrand::Rng::with_seed(args.churn_seed);
+        let candidates = sim.org(|o| o.app_user_ids());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(every));
+            tick.tick().await;
+            for n in 1.. {
+                tick.tick().await;
+                match sim.org_mut(|o| churn::random_change(o, &mut rng, &candidates, n)) {
+                    Some(change) => tracing::info!(?change, "org changed"),
+                    None => {
+                        tracing::warn!("no app user to change: --churn-every-ms stops");
+                        break;
+                    }
+                }
+            }
+        })
+    });
     wait_for_signal().await?;
+    if let Some(churn) = churn {
+        churn.abort();
+        // The task's copy of the handle is dropped with it.
+        let _ = churn.await;
+    }
+    let Ok(sim) = std::sync::Arc::try_unwrap(sim) else {
+        return Err("the simulator is still in use at shutdown".into());
+    };
     tracing::info!("shutting down");
     let stats = sim.stats();
     tracing::info!(
