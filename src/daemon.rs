@@ -317,6 +317,12 @@ pub async fn run(
                             // full reconcile tries again (and blocks too,
                             // until it is forced).
                             Status::Blocked => None,
+                            // Paused: the cursor stayed, so each poll reads
+                            // the same events again; slower polls keep the
+                            // history readable, and pick up a resume.
+                            Status::Paused => Some(
+                                tokio::time::Instant::now() + interval.max(PAUSED_POLL_INTERVAL),
+                            ),
                             _ => after_interval,
                         };
                     }
@@ -652,9 +658,23 @@ fn describe_next(config: &Config, now: DateTime<Utc>) -> String {
     }
 }
 
+/// How often a paused daemon polls the System Log at most (SPEC §8): each
+/// such poll reads the events the pause holds back again.
+pub const PAUSED_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The systemd STATUS= line after a run, e.g.
-/// `last run ok 12:00:03, +3 users, 1 deactivated`.
+/// `last run ok 12:00:03, +3 users, 1 deactivated`, or when paused
+/// `PAUSED by alice@ops1 since 2026-… UTC: reason; last run 12:00:03
+/// planned 3 changes, applied nothing`.
 pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
+    if let (Status::Paused, Some(pause)) = (report.status, &report.paused) {
+        return format!(
+            "PAUSED {}; last run {} planned {} changes, applied nothing",
+            shorten(pause.describe().trim_start_matches("paused "), 160),
+            now.format("%H:%M:%S"),
+            report.planned
+        );
+    }
     let c = &report.counts;
     let mut parts = Vec::new();
     if c.users_created > 0 {
@@ -722,6 +742,7 @@ fn panicked_report(message: String) -> Report {
         duration_ms: 0,
         planned: 0,
         failure: Some(FailureKind::Configuration),
+        paused: None,
     }
 }
 

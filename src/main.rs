@@ -5,6 +5,7 @@
 
 mod assets;
 mod cli;
+mod controls;
 #[cfg(feature = "demo")]
 mod demo;
 mod healthcheck;
@@ -33,6 +34,8 @@ mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const BLOCKED: u8 = 3;
+    /// The store is paused (SPEC §8): the same code as a block.
+    pub const PAUSED: u8 = 3;
 }
 
 /// An error with the exit code it maps to.
@@ -143,6 +146,27 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             store.close().await;
             code
         }
+        Command::Pause(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::pause(&store, args.reason.as_deref()).await;
+            store.close().await;
+            code
+        }
+        Command::Resume => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::resume(&store).await;
+            store.close().await;
+            code
+        }
+        Command::Audit(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::audit(&store, &args).await;
+            store.close().await;
+            code
+        }
         Command::Run(args) => {
             if !args.once && (args.force || args.json) {
                 return Err(usage(anyhow::anyhow!("--force and --json need --once")));
@@ -226,6 +250,8 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
         // Interrupted by SIGTERM/SIGINT: the sync did not complete.
         Status::Failed | Status::Interrupted => exit::FAILED,
         Status::Blocked => exit::BLOCKED,
+        // Paused (SPEC §8): planned, nothing applied, like a block.
+        Status::Paused => exit::PAUSED,
     })
 }
 
@@ -388,15 +414,50 @@ async fn store_load(store: &Store, file: &std::path::Path) -> Result<u8, Failure
     }
 }
 
+/// One line of `history`: a run, or a pause or resume (SPEC §8).
+enum HistoryItem {
+    Run(writer_sync::store::RunRecord),
+    Control(writer_sync::store::ControlEvent),
+}
+
+impl HistoryItem {
+    fn at(&self) -> i64 {
+        match self {
+            HistoryItem::Run(r) => r.started_at,
+            HistoryItem::Control(e) => e.at,
+        }
+    }
+}
+
 async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
     let runs = store.recent_runs(args.limit).await?;
+    let events = store.control_events(args.limit).await?;
+    let mut items: Vec<HistoryItem> = runs
+        .into_iter()
+        .map(HistoryItem::Run)
+        .chain(events.into_iter().map(HistoryItem::Control))
+        .collect();
+    items.sort_by_key(|i| std::cmp::Reverse(i.at()));
+    items.truncate(args.limit as usize);
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &runs).printing("cannot print history")?;
+        // Runs as they always were; a pause or resume is an object with
+        // `event` ("pause" or "resume").
+        let values: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| match i {
+                HistoryItem::Run(r) => serde_json::to_value(r).unwrap_or_default(),
+                HistoryItem::Control(e) => serde_json::json!({
+                    "event": e.action, "id": e.id, "at": e.at, "by": e.by,
+                    "host": e.host, "reason": e.reason,
+                }),
+            })
+            .collect();
+        serde_json::to_writer(&mut out, &values).printing("cannot print history")?;
         writeln!(out).printing("cannot print history")?;
         return Ok(exit::OK);
     }
-    if runs.is_empty() {
+    if items.is_empty() {
         writeln!(out, "no sync runs recorded yet").printing("cannot print history")?;
         return Ok(exit::OK);
     }
@@ -406,10 +467,34 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         "run", "started (UTC)", "trigger", "status", "duration"
     )
     .printing("cannot print history")?;
-    for run in &runs {
-        let started = chrono::DateTime::from_timestamp_millis(run.started_at)
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    for item in &items {
+        let run = match item {
+            HistoryItem::Run(run) => run,
+            HistoryItem::Control(e) => {
+                let mut what = format!("by {}@{}", e.by, e.host);
+                if !e.reason.is_empty() {
+                    what.push_str(&format!(": {}", e.reason));
+                }
+                writeln!(
+                    out,
+                    "{:>6}  {:<20}  {:<9}  {:<11}  {:>9}  {}",
+                    "-",
+                    time(e.at),
+                    "operator",
+                    e.action,
+                    "-",
+                    writer_sync::telemetry::escape_message(&what)
+                )
+                .printing("cannot print history")?;
+                continue;
+            }
+        };
+        let started = time(run.started_at);
         let duration = run
             .finished_at
             .map(|f| format!("{:.1}s", (f - run.started_at) as f64 / 1000.0))

@@ -43,7 +43,7 @@ use crate::secret::Secret;
 use crate::store::StoreUrl;
 
 pub use self::schedule::CronSchedule;
-pub use self::validate::validate_org_url;
+pub use self::validate::{parse_duration, validate_org_url};
 
 /// Where the config file is read from when neither `--config` nor
 /// `WRITER_SYNC_CONFIG` names one.

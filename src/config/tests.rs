@@ -358,6 +358,10 @@ fn durations() {
     assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
     assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
     assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
     assert!(parse_duration("").is_err());
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("3 days").is_err());

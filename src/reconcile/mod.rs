@@ -177,6 +177,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         duration_ms: started.elapsed().as_millis() as u64,
         planned: 0,
         failure: Some(kind),
+        paused: None,
     };
     let store = &ctx.store;
 
@@ -397,16 +398,64 @@ async fn guard_and_apply(
     } = plan;
     let changes = txorder::group_new_users(changes);
 
+    // The pause (SPEC §8) is read after the plan, just before applying, so
+    // a `pause` made while this run read Okta still stops it. Unreadable:
+    // nothing is applied (an operator may have asked for no changes).
+    let paused = match ctx.store.pause_state().await {
+        Ok(paused) => paused,
+        Err(e) => {
+            report.counts = Counts::tally(&[], skipped, unmanaged);
+            report.error = Some(format!(
+                "cannot read whether the store is paused, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            return report;
+        }
+    };
     if opts.dry_run {
         report.status = Status::DryRun;
         report.counts = Counts::tally(&changes, skipped, unmanaged);
         report.changes = changes;
-        if !reasons.is_empty() {
+        if let Some(pause) = paused {
+            report.error = Some(format!(
+                "a real run would apply nothing: the store is {}; {}",
+                pause.describe(),
+                report::RESUME_HINT
+            ));
+            report.paused = Some(pause);
+        } else if !reasons.is_empty() {
             report.error = Some(format!(
                 "a real run would be blocked: {}; to apply this plan once, run `writer-sync run --once --force`",
                 reasons.join("; ")
             ));
         }
+        return report;
+    }
+    if let Some(pause) = paused {
+        let mut why = format!(
+            "the store is {}; nothing was applied; {}",
+            pause.describe(),
+            report::RESUME_HINT
+        );
+        if !reasons.is_empty() {
+            why.push_str(&format!(
+                "; the safety guard would block this plan too: {}",
+                reasons.join("; ")
+            ));
+        }
+        tracing::warn!(
+            paused_by = %pause.by,
+            paused_on = %pause.host,
+            reason = %pause.reason,
+            planned = changes.len(),
+            "sync paused: planned and applied nothing"
+        );
+        report.status = Status::Paused;
+        report.counts = Counts::tally(&changes, skipped, unmanaged);
+        report.changes = changes;
+        report.error = Some(why);
+        report.paused = Some(pause);
         return report;
     }
     if !reasons.is_empty() {

@@ -11,6 +11,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::model::{Change, Counts, Finding, Severity, TeamRef, UserAttrs, UserRef};
+use crate::store::Pause;
+
+/// How to end a pause: the `error` of a paused report says it.
+pub const RESUME_HINT: &str = "`writer-sync resume` applies again from the next run";
 
 /// How to proceed from a blocked run: the `error` of its report, its human
 /// summary and its `sync blocked` log line say it.
@@ -29,15 +33,19 @@ pub enum Status {
     /// ended early: what was committed stays, the next run converges. Not
     /// a failure: it is counted apart so it pages nobody.
     Interrupted,
+    /// The store is paused (`writer-sync pause`, SPEC §8): the run observed
+    /// and planned, and applied nothing.
+    Paused,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Ok,
         Status::Failed,
         Status::Blocked,
         Status::DryRun,
         Status::Interrupted,
+        Status::Paused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +55,7 @@ impl Status {
             Status::Blocked => "blocked",
             Status::DryRun => "dry_run",
             Status::Interrupted => "interrupted",
+            Status::Paused => "paused",
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct Report {
     /// for status `interrupted`), as the daemon's next step and the
     /// operator need it; `None` for every other status.
     pub failure: Option<FailureKind>,
+    /// The pause in force (status `paused`; `None` for every other status).
+    pub paused: Option<Pause>,
 }
 
 /// What kind of trouble failed a run. The daemon's retry policy
@@ -148,6 +159,9 @@ pub struct JsonReport<'a> {
     changes: ChangesJson<'a>,
     warnings: Vec<&'a str>,
     error: Option<&'a str>,
+    /// Only in a `paused` report: who paused, when and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<&'a Pause>,
 }
 
 struct ChangesJson<'a>(&'a [Change]);
@@ -171,6 +185,7 @@ impl Report {
             duration_ms: 0,
             planned: 0,
             failure: None,
+            paused: None,
         }
     }
 
@@ -189,6 +204,7 @@ impl Report {
             changes: ChangesJson(&self.changes),
             warnings: self.findings.iter().map(|f| f.message.as_str()).collect(),
             error: self.error.as_deref(),
+            paused: self.paused.as_ref(),
         }
     }
 
@@ -220,6 +236,9 @@ impl Report {
             Status::Interrupted => {
                 format!("sync INTERRUPTED by a stop request after applying {counts_text}")
             }
+            Status::Paused => {
+                format!("sync PAUSED, nothing applied: plan had {counts_text}")
+            }
         };
         let _ = writeln!(out, "{headline}");
         let _ = writeln!(
@@ -238,7 +257,7 @@ impl Report {
         if !self.changes.is_empty() {
             let verb = match self.status {
                 Status::Ok | Status::Failed | Status::Interrupted => "applied",
-                Status::DryRun | Status::Blocked => "planned",
+                Status::DryRun | Status::Blocked | Status::Paused => "planned",
             };
             let _ = writeln!(out, "changes {verb}:");
             for change in &self.changes {

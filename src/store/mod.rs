@@ -4,7 +4,8 @@
 //!
 //! Files: `mod.rs` (connect, migrations, errors), `state.rs` (the state the
 //! planner reads), `tx.rs` (every write, with its audit row), `runs.rs` (run
-//! records, the audit log read back, sync state), `lock.rs` (one sync at a
+//! records, the audit log read back, sync state), `control.rs` (the pause of
+//! SPEC §8 and its events), `audit.rs` (`writer-sync audit`), `lock.rs` (one sync at a
 //! time), `dump.rs` (`store dump` / `store load`), `url.rs` (`store.url`).
 //!
 //! Invariant: all SQL of the product lives in this module,
@@ -14,6 +15,8 @@
 //! inside a [`StoreTx`], so every change and its audit row commit or roll
 //! back together. Migrations run on connect.
 
+pub mod audit;
+mod control;
 mod cursor;
 pub mod dump;
 mod lock;
@@ -31,6 +34,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
+pub use self::control::{ControlEvent, Pause, PauseOutcome};
 pub use self::cursor::EventCursor;
 pub use self::lock::{LockCheck, SyncLock};
 pub use self::runs::{AuditRecord, RunRecord};
