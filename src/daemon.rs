@@ -743,6 +743,7 @@ fn panicked_report(message: String) -> Report {
         planned: 0,
         failure: Some(FailureKind::Configuration),
         paused: None,
+        pending_deactivations: Vec::new(),
     }
 }
 

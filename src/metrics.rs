@@ -547,6 +547,7 @@ mod tests {
             planned: 0,
             failure,
             paused: None,
+            pending_deactivations: Vec::new(),
         }
     }
 

@@ -141,6 +141,50 @@ pub struct Policy {
     pub create_missing_teams: bool,
 }
 
+/// The deactivation grace (`safety.deactivate_after`, SPEC §8): what the
+/// planner needs to tell a user who merely left scope and is still within
+/// the grace from one to deactivate. `after_ms = 0` (the default) is no
+/// grace: every managed user out of scope is deactivated at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grace {
+    /// `safety.deactivate_after` in milliseconds.
+    pub after_ms: i64,
+    /// Now (epoch milliseconds): an input, so the planner stays pure.
+    pub now_ms: i64,
+    /// Okta id → since when (epoch ms) its managed user has been out of
+    /// scope, as the store's `missing_since` table records it.
+    pub missing_since: std::collections::BTreeMap<String, i64>,
+}
+
+/// A managed user out of scope, waiting out the grace (reported, and
+/// deactivated by the first run after `deactivate_at` unless it is back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDeactivation {
+    pub user_id: i64,
+    pub okta_id: String,
+    pub email: String,
+    /// Epoch milliseconds.
+    pub missing_since: i64,
+    /// Epoch milliseconds.
+    pub deactivate_at: i64,
+}
+
+/// What a plan changes in the store's `missing_since` table, written with
+/// its changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingUpdate {
+    /// Okta ids newly out of scope, and since when.
+    pub start: Vec<(String, i64)>,
+    /// Okta ids no longer waiting (back in scope, deactivated, relinked).
+    pub clear: Vec<String>,
+}
+
+impl MissingUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.clear.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SafetyLimits {
     pub max_deactivations: u32,
@@ -381,4 +425,8 @@ pub struct Plan {
     /// wanted: a change of any other holder of that email can unblock them,
     /// so an incremental run reads them again (SPEC §7).
     pub email_skips: Vec<(String, String)>,
+    /// Managed users out of scope within the deactivation grace.
+    pub pending_deactivations: Vec<PendingDeactivation>,
+    /// The grace's bookkeeping to write with the changes.
+    pub missing: MissingUpdate,
 }

@@ -373,3 +373,99 @@ both_backends!(
         w.sim.shutdown().await;
     }
 );
+
+fn pending(report: &Value) -> Vec<Value> {
+    report
+        .get("pending_deactivations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+both_backends!(
+    the_deactivation_grace_spares_a_user_who_comes_back_and_deactivates_one_who_does_not,
+    |db: common::TestDb| async move {
+        let w = World::new(db, "deactivate_after = \"4s\"\n").await;
+        let (code, r) = w.sync(&[]).await;
+        assert_eq!(code, 0, "{r}");
+        assert!(pending(&r).is_empty(), "{r}");
+        let eng = w.sim.org(|o| o.group_ids_named("Engineering")[0].clone());
+        let leave = || {
+            w.sim.org_mut(|o| {
+                o.unassign_user(&w.ids.bob).unwrap();
+                o.remove_member(&eng, &w.ids.bob).unwrap();
+            })
+        };
+        let store = w.store().await;
+
+        // Bob leaves: waits, keeps his team, and the report says until when.
+        leave();
+        let (code, r) = w.sync(&[]).await;
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(r["counts"]["users_deactivated"], 0, "{r}");
+        assert_eq!(r["counts"]["memberships_removed"], 0, "{r}");
+        let first = pending(&r);
+        assert_eq!(first.len(), 1, "{r}");
+        assert_eq!(first[0]["email"], "bob@corp.example");
+        let since = first[0]["missing_since"].as_i64().unwrap();
+        assert_eq!(first[0]["deactivate_at"].as_i64().unwrap(), since + 4000);
+        assert!(
+            r["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m.as_str().unwrap().contains("bob@corp.example")),
+            "{r}"
+        );
+        assert_eq!(
+            store.missing_since().await.unwrap().get(&w.ids.bob),
+            Some(&since)
+        );
+
+        // Back within the grace: never deactivated, and forgotten.
+        w.sim.org_mut(|o| {
+            o.assign_user(&w.ids.bob, Map::new()).unwrap();
+            o.add_member(&eng, &w.ids.bob).unwrap();
+        });
+        let (code, r) = w.sync(&[]).await;
+        assert_eq!(code, 0, "{r}");
+        assert!(pending(&r).is_empty(), "{r}");
+        assert!(store.missing_since().await.unwrap().is_empty());
+        assert_eq!(active(&w.dump().await, "bob@corp.example"), Some(true));
+
+        // Leaves again: the grace starts over.
+        leave();
+        let (_, r) = w.sync(&[]).await;
+        let again = pending(&r)[0]["missing_since"].as_i64().unwrap();
+        assert!(again > since, "{again} <= {since}");
+        let (_, r) = w.sync(&[]).await;
+        assert_eq!(pending(&r)[0]["missing_since"].as_i64().unwrap(), again);
+        assert_eq!(active(&w.dump().await, "bob@corp.example"), Some(true));
+
+        // Past the grace: deactivated and out of the team, then forgotten.
+        let wait = again + 4200 - writer_sync::store::now_ms();
+        if wait > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
+        }
+        let (code, r) = w.sync(&[]).await;
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(r["counts"]["users_deactivated"], 1, "{r}");
+        assert_eq!(r["counts"]["memberships_removed"], 1, "{r}");
+        assert!(pending(&r).is_empty(), "{r}");
+        assert_eq!(active(&w.dump().await, "bob@corp.example"), Some(false));
+        assert!(store.missing_since().await.unwrap().is_empty());
+
+        // Suspended in Okta: deactivated at once, grace or not.
+        w.sim.org_mut(|o| {
+            o.set_user_status(&w.ids.alice, UserStatus::Suspended)
+                .unwrap()
+        });
+        let (code, r) = w.sync(&[]).await;
+        assert_eq!(code, 0, "{r}");
+        assert_eq!(r["counts"]["users_deactivated"], 1, "{r}");
+        assert_eq!(active(&w.dump().await, "alice@corp.example"), Some(false));
+        assert!(pending(&r).is_empty(), "{r}");
+        store.close().await;
+        w.sim.shutdown().await;
+    }
+);

@@ -304,6 +304,9 @@ pub struct SafetyConfig {
     pub max_deactivations: u32,
     pub max_deactivations_percent: f64,
     pub max_membership_removals: u32,
+    /// `safety.deactivate_after` (SPEC §8): how long a managed user out of
+    /// scope waits before it is deactivated (zero: at once).
+    pub deactivate_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -199,6 +199,17 @@ pub(super) fn validate(
     }
     let max_membership_removals = non_negative_u32(raw.safety.max_membership_removals)
         .map_err(|m| invalid("safety.max_membership_removals", m))?;
+    let deactivate_after = parse_duration(&raw.safety.deactivate_after)
+        .map_err(|m| invalid("safety.deactivate_after", m))?;
+    if deactivate_after > Duration::from_secs(365 * 86_400) {
+        return Err(invalid(
+            "safety.deactivate_after",
+            format!(
+                "{:?} is more than a year: an unassigned person would keep access that long",
+                raw.safety.deactivate_after
+            ),
+        ));
+    }
 
     let format = match raw.log.format.as_str() {
         "json" => LogFormat::Json,
@@ -268,6 +279,7 @@ pub(super) fn validate(
             max_deactivations,
             max_deactivations_percent: pct,
             max_membership_removals,
+            deactivate_after,
         },
         log,
         server: ServerConfig { listen },

@@ -178,6 +178,7 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         planned: 0,
         failure: Some(kind),
         paused: None,
+        pending_deactivations: Vec::new(),
     };
     let store = &ctx.store;
 
@@ -338,8 +339,25 @@ async fn observe_plan_apply(
     );
     observe::log_smaller_pages(&observed.smaller_pages);
 
+    let grace = match load_grace(config, &ctx.store).await {
+        Ok(grace) => grace,
+        Err(e) => {
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            return report;
+        }
+    };
     let planning = Instant::now();
-    let plan = plan::plan(&okta_state, &store_state, &config.policy());
+    let plan = plan::plan_with_grace(
+        &okta_state,
+        &store_state,
+        &config.policy(),
+        &plan::scope::Scope::Full,
+        &grace,
+    );
     let plan_ms = planning.elapsed().as_millis() as u64;
     tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
     let cursor = incremental::full_run_cursor(
@@ -373,6 +391,24 @@ async fn observe_plan_apply(
     report
 }
 
+/// The deactivation grace a plan needs (SPEC §8): the configured
+/// `safety.deactivate_after`, now, and the store's `missing_since` records
+/// (not read when there is no grace).
+pub(crate) async fn load_grace(
+    config: &Config,
+    store: &Store,
+) -> Result<crate::model::Grace, crate::store::StoreError> {
+    let after_ms = i64::try_from(config.safety.deactivate_after.as_millis()).unwrap_or(i64::MAX);
+    if after_ms == 0 {
+        return Ok(crate::model::Grace::default());
+    }
+    Ok(crate::model::Grace {
+        after_ms,
+        now_ms: crate::store::now_ms(),
+        missing_since: store.missing_since().await?,
+    })
+}
+
 /// Guard, then apply (or not): the part of a run after its plan, the same
 /// for a full reconcile and an incremental run. `cursor` is written with
 /// the last batch (an incremental run's System Log position).
@@ -394,8 +430,11 @@ async fn guard_and_apply(
         changes,
         skipped,
         unmanaged,
+        pending_deactivations,
+        missing,
         ..
     } = plan;
+    report.pending_deactivations = pending_deactivations;
     let changes = txorder::group_new_users(changes);
 
     // The pause (SPEC §8) is read after the plan, just before applying, so
@@ -486,6 +525,7 @@ async fn guard_and_apply(
         lock,
         progress: &progress_fn,
         cursor,
+        missing: (!missing.is_empty()).then_some(&missing),
     };
     let applying = Instant::now();
     let (applied, result) = apply(&ctx.store, &changes, &apply_opts).await;
@@ -498,6 +538,15 @@ async fn guard_and_apply(
     changes.truncate(applied);
     report.counts = Counts::tally(&changes, skipped, unmanaged);
     report.changes = changes;
+    if result.is_ok()
+        && report.changes.is_empty()
+        && !missing.is_empty()
+        && let Err(e) = ctx.store.update_missing(&missing).await
+    {
+        // Only bookkeeping: the next run records it again (a later
+        // deactivation, never an earlier one).
+        tracing::warn!(error = %error_chain(&e), "could not record users missing from scope");
+    }
     match result {
         Ok(()) => report.status = Status::Ok,
         Err(e) => {

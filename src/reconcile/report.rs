@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::{Change, Counts, Finding, Severity, TeamRef, UserAttrs, UserRef};
+use crate::model::{
+    Change, Counts, Finding, PendingDeactivation, Severity, TeamRef, UserAttrs, UserRef,
+};
 use crate::store::Pause;
 
 /// How to end a pause: the `error` of a paused report says it.
@@ -81,6 +83,8 @@ pub struct Report {
     pub failure: Option<FailureKind>,
     /// The pause in force (status `paused`; `None` for every other status).
     pub paused: Option<Pause>,
+    /// Managed users out of scope waiting out `safety.deactivate_after`.
+    pub pending_deactivations: Vec<PendingDeactivation>,
 }
 
 /// What kind of trouble failed a run. The daemon's retry policy
@@ -162,6 +166,9 @@ pub struct JsonReport<'a> {
     /// Only in a `paused` report: who paused, when and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     paused: Option<&'a Pause>,
+    /// Only with a deactivation grace and users waiting it out.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pending_deactivations: &'a [PendingDeactivation],
 }
 
 struct ChangesJson<'a>(&'a [Change]);
@@ -186,6 +193,7 @@ impl Report {
             planned: 0,
             failure: None,
             paused: None,
+            pending_deactivations: Vec::new(),
         }
     }
 
@@ -205,6 +213,7 @@ impl Report {
             warnings: self.findings.iter().map(|f| f.message.as_str()).collect(),
             error: self.error.as_deref(),
             paused: self.paused.as_ref(),
+            pending_deactivations: &self.pending_deactivations,
         }
     }
 

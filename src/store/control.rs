@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::store::{Store, StoreError, now_ms, query_err};
+use crate::model::MissingUpdate;
+use crate::store::{Store, StoreError, StoreTx, now_ms, query_err};
 
 /// The `sync_state` key of the pause.
 const PAUSE_KEY: &str = "paused";
@@ -213,5 +214,56 @@ impl Store {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(query_err("decode pause events"))
+    }
+}
+
+impl Store {
+    /// The deactivation grace's records (SPEC §8): Okta id → since when its
+    /// managed user has been out of scope (epoch ms).
+    pub async fn missing_since(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT okta_id, since FROM missing_since")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("read missing_since"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("okta_id")?, r.try_get("since")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query_err("decode missing_since"))
+    }
+
+    /// Writes a plan's grace records in a transaction of their own (a plan
+    /// with no changes to carry them).
+    pub async fn update_missing(&self, update: &MissingUpdate) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.update_missing(update).await?;
+        tx.commit().await
+    }
+}
+
+impl StoreTx {
+    /// Records the Okta ids newly out of scope and forgets the ones no
+    /// longer waiting (in this transaction).
+    pub async fn update_missing(&mut self, update: &MissingUpdate) -> Result<(), StoreError> {
+        for okta_id in &update.clear {
+            sqlx::query("DELETE FROM missing_since WHERE okta_id = $1")
+                .bind(okta_id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(query_err("clear missing_since"))?;
+        }
+        for (okta_id, since) in &update.start {
+            sqlx::query(
+                "INSERT INTO missing_since (okta_id, since) VALUES ($1, $2) \
+                 ON CONFLICT (okta_id) DO NOTHING",
+            )
+            .bind(okta_id)
+            .bind(since)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(query_err("record missing_since"))?;
+        }
+        Ok(())
     }
 }

@@ -125,12 +125,18 @@ impl fmt::Debug for Store {
 fn migrator(backend: Backend) -> Migrator {
     // (version, name, SQLite, PostgreSQL): one list, so both dialects always
     // carry the same migrations.
-    let migrations: [(i64, &str, &str, &str); 2] = [
+    let migrations: [(i64, &str, &str, &str); 3] = [
         (
             1,
             "init",
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "missing_since",
+            include_str!("../../migrations/sqlite/0002_missing_since.sql"),
+            include_str!("../../migrations/postgres/0002_missing_since.sql"),
         ),
         (
             4,
