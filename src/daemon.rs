@@ -670,7 +670,12 @@ pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
     if let (Status::Paused, Some(pause)) = (report.status, &report.paused) {
         return format!(
             "PAUSED {}; last run {} planned {} changes, applied nothing",
-            shorten(pause.describe().trim_start_matches("paused "), 160),
+            // Escaped: STATUS= is one line of the notify protocol, and
+            // the reason must not add assignments (`\nREADY=1`).
+            shorten(
+                &crate::telemetry::escape_message(pause.describe().trim_start_matches("paused ")),
+                160
+            ),
             now.format("%H:%M:%S"),
             report.planned
         );
@@ -807,6 +812,24 @@ mod tests {
             // immediate catch-up run.
             assert_eq!(next_step(Some(kind), 0), NextStep::NextTick, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_paused_status_line_says_who_and_why_on_one_line() {
+        let mut r = panicked_report(String::new());
+        r.status = Status::Paused;
+        r.planned = 3;
+        r.paused = Some(crate::store::Pause {
+            by: "alice".into(),
+            host: "ops1".into(),
+            at: 0,
+            reason: "bad import\nREADY=1".into(),
+        });
+        assert_eq!(
+            status_line(&r, t("2026-01-01T12:00:03Z")),
+            "PAUSED by alice@ops1 since 1970-01-01 00:00:00 UTC: bad import\\nREADY=1; \
+             last run 12:00:03 planned 3 changes, applied nothing"
+        );
     }
 
     #[test]
