@@ -86,7 +86,7 @@ pub struct HealthcheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Reconcile once and exit (exit code 0 ok, 1 failed, 3 blocked).
+    /// Reconcile once and exit (exit code 0 ok, 1 failed, 3 blocked or paused).
     #[arg(long)]
     pub once: bool,
     /// Print the plan and write nothing.

@@ -1,7 +1,8 @@
 //! The `writer-sync` binary: parses the command line, loads the config, sets
 //! up logging and runs one command. The only place that uses anyhow and the
 //! only place that maps outcomes to exit codes (SPEC §4):
-//! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
+//! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard
+//! or paused (SPEC §8).
 
 mod assets;
 mod cli;
