@@ -20,9 +20,9 @@ use anyhow::Context;
 use okta_sim::org::Org;
 use okta_sim::{SimOptions, Simulator};
 
+use serde_json::json;
 use writer_sync::config::{self, ConfigEnv};
 use writer_sync::okta::OktaClient;
-use serde_json::json;
 use writer_sync::reconcile::report::change_json;
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger, incremental};
 use writer_sync::secret::Secret;
