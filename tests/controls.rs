@@ -266,6 +266,13 @@ both_backends!(
         assert_eq!(code, 0, "{r}\n{err}");
         assert_eq!(r["status"], "ok");
         assert_eq!(r["changes"].as_array().unwrap(), &expected);
+        assert!(
+            r["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("applied without the safety guard, which would block this plan"),
+            "{r}"
+        );
         let runs = w.history().await;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0]["trigger"], "plan_file");

@@ -279,8 +279,19 @@ pub async fn apply_plan_file(run: &ControlRun<'_>, file: PlanFile) -> Result<Rep
         changes,
         store: planned,
         created_at,
+        guard,
         ..
     } = file;
+    let mut findings = Vec::new();
+    if guard.would_block {
+        findings.push(crate::model::Finding {
+            severity: crate::model::Severity::Warning,
+            message: format!(
+                "applied without the safety guard, which would block this plan in a sync: {}",
+                guard.reasons.join("; ")
+            ),
+        });
+    }
     run_decided(run, move |state| {
         let now = store_fingerprint(state);
         if now != planned.fingerprint {
@@ -308,7 +319,7 @@ pub async fn apply_plan_file(run: &ControlRun<'_>, file: PlanFile) -> Result<Rep
         }
         Ok(Decided {
             changes,
-            findings: Vec::new(),
+            findings,
             skipped,
             unmanaged,
         })
