@@ -296,11 +296,19 @@ fn control_run<'a>(
 ) -> ControlRun<'a> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&stop);
+    // SIGINT/SIGTERM: stop between apply batches (the current one commits).
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("stop requested: finishing the current batch");
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
+        tracing::warn!("stop requested: finishing the current batch");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     ControlRun {
         store,
