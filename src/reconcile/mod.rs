@@ -401,7 +401,10 @@ async fn observe_plan_apply(
     drop(okta_state);
     log_findings(&findings);
     report.findings = findings;
-    let report = guard_and_apply(ctx, opts, lock, plan, report, None).await;
+    let Some(before) = since_full(ctx, &mut report).await else {
+        return report;
+    };
+    let report = guard_and_apply(ctx, opts, lock, plan, report, None, before).await;
     if report.status == Status::Ok
         && let Some(cursor) = cursor
     {
@@ -421,6 +424,27 @@ async fn observe_plan_apply(
     report
 }
 
+/// The deactivations and removals incremental runs applied since the last
+/// full reconcile, which count against a full run's limits too (SPEC §2
+/// over §7); `None` (the report says why) when the store cannot be read.
+pub(crate) async fn since_full(ctx: &SyncContext, report: &mut Report) -> Option<guard::SinceFull> {
+    let config = &ctx.config;
+    if !config.events.enabled() {
+        return Some(guard::SinceFull::default());
+    }
+    match ctx.store.event_cursor().await {
+        Ok(previous) => Some(incremental::since_full(previous.as_ref(), config)),
+        Err(e) => {
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            None
+        }
+    }
+}
+
 /// Guard, then apply (or not): the part of a run after its plan, the same
 /// for a full reconcile and an incremental run. `cursor` is written with
 /// the last batch (an incremental run's System Log position).
@@ -431,13 +455,14 @@ pub(crate) async fn guard_and_apply(
     plan: Plan,
     mut report: Report,
     cursor: Option<&crate::store::EventCursor>,
+    before: guard::SinceFull,
 ) -> Report {
     let config = &ctx.config;
     let run_id = report.run_id;
     log_findings(&plan.findings);
     report.findings.extend(plan.findings.iter().cloned());
     report.planned = plan.changes.len();
-    let reasons = guard::guard(&plan, &config.safety_limits());
+    let reasons = guard::guard_since_full(&plan, &config.safety_limits(), before);
     let Plan {
         changes,
         skipped,

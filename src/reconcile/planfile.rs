@@ -23,7 +23,7 @@ use crate::reconcile::control::{ControlError, ControlRun, Decided, run_decided};
 use crate::reconcile::report::Report;
 use crate::reconcile::{
     Observed, RunOptions, SyncContext, Trigger, guard, guard_and_apply, log_findings,
-    observe_and_plan,
+    observe_and_plan, since_full,
 };
 
 /// The plan file format this version writes and reads.
@@ -177,10 +177,14 @@ pub async fn make_plan(ctx: &SyncContext) -> Result<(Report, PlanFile), Report> 
     };
     drop(store_state);
     drop(okta_state);
-    let reasons = guard::guard(&plan, &ctx.config.safety_limits());
     log_findings(&findings);
     report.findings = findings;
-    let mut report = guard_and_apply(ctx, &opts, None, plan, report, None).await;
+    let Some(before) = since_full(ctx, &mut report).await else {
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Err(report);
+    };
+    let reasons = guard::guard_since_full(&plan, &ctx.config.safety_limits(), before);
+    let mut report = guard_and_apply(ctx, &opts, None, plan, report, None, before).await;
     report.duration_ms = started.elapsed().as_millis() as u64;
     let file = PlanFile {
         format: FORMAT,
