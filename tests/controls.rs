@@ -538,6 +538,15 @@ both_backends!(
         let (code, _, err) = w.json(&["revert", &blocked]).await;
         assert_eq!(code, 4, "{err}");
         assert!(err.contains("is `blocked`, not `ok`"), "{err}");
+        // A failed run (Okta refused the token) applied nothing either.
+        w.sim.set_forbidden(true);
+        let (code, _, _) = w.json(&["run", "--once"]).await;
+        assert_eq!(code, 1);
+        w.sim.set_forbidden(false);
+        let failed = w.history().await[0]["id"].as_i64().unwrap().to_string();
+        let (code, _, err) = w.json(&["revert", &failed]).await;
+        assert_eq!(code, 4, "{err}");
+        assert!(err.contains("is `failed`, not `ok`"), "{err}");
         // An applied run the store has moved past for one user.
         let (code, _, _) = w.json(&["run", "--once", "--force"]).await;
         assert_eq!(code, 0);
