@@ -16,8 +16,11 @@ const VERSION: &str = concat!(
 /// The end of `--help` and of the man page.
 const AFTER_LONG_HELP: &str = "\
 Exit codes: 0 ok (also: nothing to change, dry run), 1 the sync failed or was interrupted, \
-2 usage or configuration error, 3 blocked by the safety guard or paused by `writer-sync pause` \
-(nothing applied).
+2 usage or configuration error (also: an unreadable plan file, an unknown run id), \
+3 blocked by the safety guard or paused by `writer-sync pause` (nothing applied), \
+4 refused by `apply` or `revert` (nothing written): the plan file is stale (the store changed \
+since the plan was made, e.g. it was applied already) or was edited, a change no longer applies, \
+or the run cannot be reverted fully.
 
 Files: /etc/writer-sync/config.toml (the config), the systemd credential okta-api-token \
 or okta-private-key ($CREDENTIALS_DIRECTORY), $STATE_DIRECTORY/writer.db (the default SQLite store).
@@ -60,6 +63,12 @@ pub enum Command {
     Resume,
     /// Read the audit log: every applied change, with its run.
     Audit(AuditArgs),
+    /// Observe and plan now and write the plan to a file for review; apply nothing.
+    Plan(PlanArgs),
+    /// Apply exactly the changes of a plan file (refused, exit 4, when stale).
+    Apply(ApplyArgs),
+    /// Undo the changes an applied run made, as a new run.
+    Revert(RevertArgs),
     /// Sync a built-in sample Okta org into a local SQLite file.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -96,6 +105,40 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Print the report as one JSON object (with --once).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The plan file to write (atomically, mode 0600).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan file written by `writer-sync plan -o FILE`.
+    pub file: PathBuf,
+    /// Check the plan and show what would be applied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// The run to revert (see `writer-sync history`).
+    pub run_id: i64,
+    /// Show the inverse changes; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
 }

@@ -198,7 +198,8 @@ pub struct SafetyLimits {
 
 /// A user a change refers to: one already in the store, or one created
 /// earlier in the same plan (identified by its Okta id).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UserRef {
     Existing(i64),
     New { okta_id: String },
@@ -206,14 +207,15 @@ pub enum UserRef {
 
 /// A team a change refers to: one already in the store, or one created
 /// earlier in the same plan (identified by its name).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TeamRef {
     Existing(i64),
     New { name: String },
 }
 
 /// The attributes of a Writer user that follow Okta.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAttrs {
     pub email: String,
     pub first_name: String,
@@ -222,57 +224,66 @@ pub struct UserAttrs {
 }
 
 /// Why a managed user is deactivated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeactivationReason {
     /// The Okta user is in scope but its status is not active-like.
     Inactive,
     /// The Okta user is no longer assigned (or no longer exists).
     NotInScope,
+    /// `writer-sync revert` undoes the run that created or reactivated the
+    /// user (never planned by the planner).
+    Reverted,
 }
 
 /// One change to the store. The planner emits them in dependency order:
 /// teams, then users, then memberships, then deactivations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialized (for plan files, `writer-sync plan -o`) with an `action` tag
+/// that is [`Change::kind`]; the form round-trips exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", deny_unknown_fields)]
 pub enum Change {
-    CreateTeam {
-        name: String,
-        okta_group_id: String,
-    },
+    #[serde(rename = "team_created")]
+    CreateTeam { name: String, okta_group_id: String },
+    #[serde(rename = "team_linked")]
     LinkTeam {
         team_id: i64,
         name: String,
         okta_group_id: String,
     },
-    CreateUser {
-        okta_id: String,
-        attrs: UserAttrs,
-    },
+    #[serde(rename = "user_created")]
+    CreateUser { okta_id: String, attrs: UserAttrs },
     /// Link an existing Writer user to an Okta user: an unmanaged user matched
     /// by email (`previous_okta_id` is `None`), or a rehire relink.
+    #[serde(rename = "user_linked")]
     LinkUser {
         user_id: i64,
         email: String,
         okta_id: String,
         previous_okta_id: Option<String>,
     },
+    #[serde(rename = "user_updated")]
     UpdateUser {
         user_id: i64,
         okta_id: String,
         before: UserAttrs,
         after: UserAttrs,
     },
+    #[serde(rename = "user_reactivated")]
     ReactivateUser {
         user_id: i64,
         okta_id: String,
         email: String,
     },
+    #[serde(rename = "user_deactivated")]
     DeactivateUser {
         user_id: i64,
         okta_id: String,
         email: String,
         reason: DeactivationReason,
     },
+    #[serde(rename = "membership_added")]
     AddMembership {
         team: TeamRef,
         team_name: String,
@@ -280,6 +291,7 @@ pub enum Change {
         email: String,
         role: Role,
     },
+    #[serde(rename = "membership_removed")]
     RemoveMembership {
         team_id: i64,
         team_name: String,
@@ -287,6 +299,7 @@ pub enum Change {
         email: String,
         role: Role,
     },
+    #[serde(rename = "role_changed")]
     ChangeRole {
         team_id: i64,
         team_name: String,

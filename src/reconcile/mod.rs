@@ -6,13 +6,17 @@
 //! `--force`). `run_once` never panics or returns early without a report:
 //! every outcome, including failures, is a [`Report`].
 
+pub mod applies;
 pub mod apply;
+pub mod control;
 pub mod events;
 pub mod guard;
 pub mod incremental;
 pub mod observe;
 pub mod plan;
+pub mod planfile;
 pub mod report;
+pub mod revert;
 pub mod txorder;
 
 use std::sync::Arc;
@@ -43,6 +47,10 @@ pub enum Trigger {
     Events,
     /// A full reconcile an incremental run asked for (SPEC §7 fallback).
     Fallback,
+    /// `writer-sync apply FILE`: a reviewed plan file (SPEC §8).
+    PlanFile,
+    /// `writer-sync revert RUN_ID` (SPEC §8).
+    Revert,
 }
 
 impl Trigger {
@@ -55,6 +63,8 @@ impl Trigger {
             Trigger::Demo => "demo",
             Trigger::Events => "events",
             Trigger::Fallback => "fallback",
+            Trigger::PlanFile => "plan_file",
+            Trigger::Revert => "revert",
         }
     }
 }
@@ -276,16 +286,27 @@ async fn release(lock: Option<crate::store::SyncLock>) {
     }
 }
 
-async fn observe_plan_apply(
+/// What a full run observed and planned.
+pub(crate) struct Observed {
+    pub okta_state: crate::model::OktaState,
+    pub store_state: crate::model::StoreState,
+    pub plan: Plan,
+    /// The org's findings (the plan's own are in `plan.findings`).
+    pub findings: Vec<crate::model::Finding>,
+    /// When observing started (epoch ms), the System Log cursor's floor.
+    pub observe_started_ms: i64,
+}
+
+/// Observe (Okta and the store at once) and plan: the first half of a full
+/// run, shared with `writer-sync plan -o`. On failure the report says why
+/// and `None` is returned: nothing has been written.
+pub(crate) async fn observe_and_plan(
     ctx: &SyncContext,
     opts: &RunOptions,
-    lock: Option<crate::store::LockCheck>,
-    run_id: Option<i64>,
     started: Instant,
-) -> Report {
+    report: &mut Report,
+) -> Option<Observed> {
     let config = &ctx.config;
-    let mut report = Report::new(run_id);
-
     // Observe: Okta and the store at once; any failure means no plan at all.
     // A stop request while observing ends the run at once: nothing has
     // been written yet, so there is nothing to finish. Events from this
@@ -301,7 +322,7 @@ async fn observe_plan_apply(
         () = stop_requested(&opts.stop) => {
             report.error = Some("stopped by request while reading Okta; nothing was applied".into());
             report.failure = Some(FailureKind::Interrupted);
-            return report;
+            return None;
         }
     };
     let (observed, store_state) = observed;
@@ -313,7 +334,7 @@ async fn observe_plan_apply(
                 error_chain(&e)
             ));
             report.failure = Some(FailureKind::of_okta(&e));
-            return report;
+            return None;
         }
     };
     let store_state = match store_state {
@@ -324,7 +345,7 @@ async fn observe_plan_apply(
                 error_chain(&e)
             ));
             report.failure = Some(FailureKind::of_store(&e));
-            return report;
+            return None;
         }
     };
     let okta_state = observed.state;
@@ -347,7 +368,7 @@ async fn observe_plan_apply(
                 error_chain(&e)
             ));
             report.failure = Some(FailureKind::of_store(&e));
-            return report;
+            return None;
         }
     };
     let planning = Instant::now();
@@ -360,6 +381,34 @@ async fn observe_plan_apply(
     );
     let plan_ms = planning.elapsed().as_millis() as u64;
     tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
+    Some(Observed {
+        okta_state,
+        store_state,
+        plan,
+        findings: observed.findings,
+        observe_started_ms,
+    })
+}
+
+async fn observe_plan_apply(
+    ctx: &SyncContext,
+    opts: &RunOptions,
+    lock: Option<crate::store::LockCheck>,
+    run_id: Option<i64>,
+    started: Instant,
+) -> Report {
+    let config = &ctx.config;
+    let mut report = Report::new(run_id);
+    let Some(Observed {
+        okta_state,
+        store_state,
+        plan,
+        findings,
+        observe_started_ms,
+    }) = observe_and_plan(ctx, opts, started, &mut report).await
+    else {
+        return report;
+    };
     let cursor = incremental::full_run_cursor(
         config,
         &okta_state,
@@ -369,24 +418,10 @@ async fn observe_plan_apply(
     );
     drop(store_state);
     drop(okta_state);
-    log_findings(&observed.findings);
-    report.findings = observed.findings;
-    // The deactivations incremental runs applied since the last full
-    // reconcile count against this run's limits too (SPEC §2 over §7).
-    let before = if config.events.enabled() {
-        match ctx.store.event_cursor().await {
-            Ok(previous) => incremental::since_full(previous.as_ref(), config),
-            Err(e) => {
-                report.error = Some(format!(
-                    "reading the store failed, nothing was applied: {}",
-                    error_chain(&e)
-                ));
-                report.failure = Some(FailureKind::of_store(&e));
-                return report;
-            }
-        }
-    } else {
-        guard::SinceFull::default()
+    log_findings(&findings);
+    report.findings = findings;
+    let Some(before) = since_full(ctx, &mut report).await else {
+        return report;
     };
     let report = guard_and_apply(ctx, opts, lock, plan, report, None, before).await;
     if report.status == Status::Ok
@@ -426,10 +461,31 @@ pub(crate) async fn load_grace(
     })
 }
 
+/// The deactivations and removals incremental runs applied since the last
+/// full reconcile, which count against a full run's limits too (SPEC §2
+/// over §7); `None` (the report says why) when the store cannot be read.
+pub(crate) async fn since_full(ctx: &SyncContext, report: &mut Report) -> Option<guard::SinceFull> {
+    let config = &ctx.config;
+    if !config.events.enabled() {
+        return Some(guard::SinceFull::default());
+    }
+    match ctx.store.event_cursor().await {
+        Ok(previous) => Some(incremental::since_full(previous.as_ref(), config)),
+        Err(e) => {
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            None
+        }
+    }
+}
+
 /// Guard, then apply (or not): the part of a run after its plan, the same
 /// for a full reconcile and an incremental run. `cursor` is written with
 /// the last batch (an incremental run's System Log position).
-async fn guard_and_apply(
+pub(crate) async fn guard_and_apply(
     ctx: &SyncContext,
     opts: &RunOptions,
     lock: Option<crate::store::LockCheck>,

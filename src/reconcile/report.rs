@@ -293,6 +293,11 @@ impl Report {
 }
 
 /// One change rendered for the report, the logs and the audit log.
+///
+/// `before`/`after` (the audit row) also name the rows the change touched
+/// (`user_id`, `team_id`, `okta_id`, or the `team_ref`/`user_ref` of a
+/// membership of a user or team created in the same run), so that
+/// `writer-sync revert` can build the inverse from the audit log alone.
 pub struct ChangeView {
     /// What the change is about: an email, a team name, or `email in team`.
     pub target: String,
@@ -313,6 +318,14 @@ fn attrs_json(a: &UserAttrs) -> Value {
         "last_name": a.last_name,
         "display_name": a.display_name,
     })
+}
+
+/// `attrs` with the keys of `ids` added.
+fn with_ids(mut attrs: Value, ids: Value) -> Value {
+    if let (Value::Object(a), Value::Object(i)) = (&mut attrs, ids) {
+        a.extend(i);
+    }
+    attrs
 }
 
 fn user_ref(r: &UserRef) -> Value {
@@ -351,7 +364,7 @@ pub fn change_json(change: &Change) -> ChangeView {
             target: name.clone(),
             detail: json!({"action": action, "team": name, "team_id": team_id, "okta_group_id": okta_group_id}),
             before: Some(json!({"okta_group_id": null})),
-            after: Some(json!({"okta_group_id": okta_group_id})),
+            after: Some(json!({"okta_group_id": okta_group_id, "team_id": team_id})),
             summary: format!("{name} -> Okta group {okta_group_id}"),
         },
         Change::CreateUser { okta_id, attrs } => ChangeView {
@@ -373,7 +386,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "okta_id": okta_id, "previous_okta_id": previous_okta_id,
             }),
             before: Some(json!({"okta_id": previous_okta_id})),
-            after: Some(json!({"okta_id": okta_id})),
+            after: Some(json!({"okta_id": okta_id, "user_id": user_id})),
             summary: match previous_okta_id {
                 Some(prev) => format!("{email} relinked {prev} -> {okta_id} (rehire)"),
                 None => format!("{email} -> {okta_id}"),
@@ -403,7 +416,10 @@ pub fn change_json(change: &Change) -> ChangeView {
                     "before": attrs_json(before), "after": attrs_json(after),
                 }),
                 before: Some(attrs_json(before)),
-                after: Some(attrs_json(after)),
+                after: Some(with_ids(
+                    attrs_json(after),
+                    json!({"user_id": user_id, "okta_id": okta_id}),
+                )),
                 summary: format!("{} ({okta_id}): {}", after.email, diff.join(", ")),
             }
         }
@@ -415,7 +431,7 @@ pub fn change_json(change: &Change) -> ChangeView {
             target: email.clone(),
             detail: json!({"action": action, "email": email, "user_id": user_id, "okta_id": okta_id}),
             before: Some(json!({"active": false})),
-            after: Some(json!({"active": true})),
+            after: Some(json!({"active": true, "user_id": user_id, "okta_id": okta_id})),
             summary: format!("{email} ({okta_id})"),
         },
         Change::DeactivateUser {
@@ -429,7 +445,9 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "action": action, "email": email, "user_id": user_id, "okta_id": okta_id, "reason": reason,
             }),
             before: Some(json!({"active": true})),
-            after: Some(json!({"active": false, "reason": reason})),
+            after: Some(json!({
+                "active": false, "reason": reason, "user_id": user_id, "okta_id": okta_id,
+            })),
             summary: format!(
                 "{email} ({okta_id}): {}",
                 serde_json::to_value(reason)
@@ -451,7 +469,9 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "team_ref": team_ref(team), "user_ref": user_ref(user),
             }),
             before: None,
-            after: Some(json!({"role": role})),
+            after: Some(
+                json!({"role": role, "team_ref": team_ref(team), "user_ref": user_ref(user)}),
+            ),
             summary: format!("{email} -> {team_name} as {role}"),
         },
         Change::RemoveMembership {
@@ -466,7 +486,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "action": action, "team": team_name, "email": email, "role": role,
                 "team_id": team_id, "user_id": user_id,
             }),
-            before: Some(json!({"role": role})),
+            before: Some(json!({"role": role, "team_id": team_id, "user_id": user_id})),
             after: None,
             summary: format!("{email} out of {team_name} (was {role})"),
         },
@@ -484,7 +504,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "team_id": team_id, "user_id": user_id,
             }),
             before: Some(json!({"role": from})),
-            after: Some(json!({"role": to})),
+            after: Some(json!({"role": to, "team_id": team_id, "user_id": user_id})),
             summary: format!("{email} in {team_name}: {from} -> {to}"),
         },
     }
