@@ -72,6 +72,9 @@ enum Event {
     Poll,
     /// The incremental run in flight ended.
     PollDone(Box<EventsRun>),
+    /// While the last run was paused: time to look whether the store was
+    /// resumed (one store read, no Okta request).
+    ResumeCheck,
 }
 
 /// What the loop does after a run, decided by [`next_step`] from the run's
@@ -180,6 +183,11 @@ pub async fn run(
 
     let progress = Arc::new(AtomicUsize::new(0));
     let watchdog = systemd::watchdog_interval();
+    // Set while the last run found the store paused: the loop then looks
+    // for a resume every RESUME_CHECK_INTERVAL and syncs at once on one.
+    let mut paused = false;
+    let mut resume_timer = tokio::time::interval(RESUME_CHECK_INTERVAL);
+    resume_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_timer = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_progress_seen = u64::MAX;
@@ -252,6 +260,7 @@ pub async fn run(
             _ = term.recv() => Event::Shutdown,
             _ = int.recv() => Event::Shutdown,
             _ = watchdog_timer.tick(), if watchdog.is_some() => Event::Watchdog,
+            _ = resume_timer.tick(), if idle && paused => Event::ResumeCheck,
             done = async { running.as_mut().map(|(h, _)| h).expect("guarded by if").await }, if running.is_some() => {
                 running = None;
                 match done {
@@ -304,6 +313,7 @@ pub async fn run(
                     }
                     incremental::Outcome::Ran(report) => {
                         reconcile::log_finished(&report, Trigger::Events.as_str());
+                        paused = report.status == Status::Paused;
                         if report.run_id.is_some() {
                             let managed = store.managed_user_counts().await;
                             if let Ok((active, inactive)) = managed {
@@ -439,6 +449,18 @@ pub async fn run(
                     }
                 }
             }
+            Event::ResumeCheck => match store.pause_state().await {
+                Ok(None) => {
+                    tracing::info!("the store was resumed: syncing now");
+                    paused = false;
+                    next_run = Utc::now();
+                    next_trigger = Trigger::Signal;
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not read the pause state; the next run reads it again");
+                }
+            },
             Event::Watchdog => {
                 // Alive: the loop turned. Making progress: idle, or the run
                 // did some Okta request or store batch since the last ping.
@@ -462,6 +484,7 @@ pub async fn run(
                     metrics.set_managed_users(active, inactive);
                 }
                 metrics.record_run(&report);
+                paused = report.status == Status::Paused;
                 let now = Utc::now();
                 // Polls carry on from a full reconcile that succeeded (it
                 // set the cursor); after a failed or blocked one they wait
@@ -657,6 +680,11 @@ fn describe_next(config: &Config, now: DateTime<Utc>) -> String {
             .to_string()
     }
 }
+
+/// How often a daemon whose last run was paused looks whether the store was
+/// resumed (a store read): a `writer-sync resume` takes effect within this
+/// long, not at the next tick.
+pub const RESUME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often a paused daemon polls the System Log at most (SPEC §8): each
 /// such poll reads the events the pause holds back again.

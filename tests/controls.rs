@@ -169,11 +169,15 @@ impl World {
     async fn history(&self) -> Vec<Value> {
         let out = self.run(&["history", "--json", "--limit", "100"]).await;
         assert!(out.status.success(), "{}", stderr(&out));
+        // The runs only: pauses and resumes are listed among them.
         serde_json::from_slice::<Value>(&out.stdout)
             .unwrap()
             .as_array()
             .unwrap()
-            .clone()
+            .iter()
+            .filter(|entry| entry.get("event").is_none())
+            .cloned()
+            .collect()
     }
 
     /// `run --once --dry-run`: the changes a sync would make now.
@@ -495,10 +499,22 @@ both_backends!(
         assert_eq!(runs[0]["trigger"], "revert");
         let run_r1 = runs[0]["id"].as_i64().unwrap().to_string();
 
-        // Reverting the revert restores the store it reverted, exactly.
+        // Reverting the revert restores the store it reverted, exactly; a
+        // revert is an operator's act, so a pause does not hold it back,
+        // and its warning says the pause keeps it.
+        let out = w.run(&["pause", "--reason", "incident"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
         let (code, r2, err) = w.json(&["revert", &run_r1]).await;
         assert_eq!(code, 0, "{r2}\n{err}");
+        assert_eq!(r2["status"], "ok");
         assert_eq!(w.dump().await, synced);
+        assert!(
+            r2["warnings"].as_array().unwrap().iter().any(|w| w
+                .as_str()
+                .unwrap()
+                .starts_with("the store is paused, so the revert stays")),
+            "{r2}"
+        );
         let run_r2 = w.history().await[0]["id"].as_i64().unwrap().to_string();
         // The first revert cannot be applied twice: the store moved on.
         let (code, _, err) = w.json(&["revert", &run_r1]).await;
@@ -511,6 +527,8 @@ both_backends!(
         assert_eq!(code, 0, "{err}");
         assert_eq!(w.dump().await, reverted);
 
+        let out = w.run(&["resume"]).await;
+        assert!(out.status.success(), "{}", stderr(&out));
         // A full sync brings Okta's view back and converges.
         let (code, r, err) = w.json(&["run", "--once", "--force"]).await;
         assert_eq!(code, 0, "{r}\n{err}");

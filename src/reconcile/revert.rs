@@ -64,6 +64,7 @@ pub async fn revert(run: &ControlRun<'_>, run_id: i64) -> Result<Report, Control
             "refused: run {run_id} applied no changes: there is nothing to revert"
         )));
     }
+    let paused = store.pause_state().await?.is_some();
     let about = format!(
         "this run reverts run {run_id} (trigger {}, {} changes)",
         record.trigger,
@@ -86,7 +87,7 @@ pub async fn revert(run: &ControlRun<'_>, run_id: i64) -> Result<Report, Control
         };
         let mut findings = vec![warn(about)];
         findings.extend(kept.into_iter().map(warn));
-        findings.push(warn(next_sync_warning(false)));
+        findings.push(warn(next_sync_warning(paused)));
         Ok(Decided {
             changes,
             findings,
