@@ -26,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -159,12 +160,39 @@ async fn arrivals(
     pending: &[(String, Change, Instant)],
     limit: Duration,
 ) -> Vec<Option<f64>> {
-    let mut seen: Vec<Option<f64>> = vec![None; pending.len()];
-    let started = Instant::now();
-    let ids: Vec<String> = pending.iter().map(|(id, _, _)| id.clone()).collect();
-    while seen.iter().any(Option::is_none) && started.elapsed() < limit {
+    let pending = std::sync::Mutex::new(pending.to_vec());
+    watch(pool, &pending, &AtomicBool::new(false), limit).await
+}
+
+/// Watches the store every 200 ms for the changes in `pending`, which may
+/// still grow while `making` is set, so each change is timed when it lands,
+/// not when the last one was made. Ends when every change was seen and none
+/// is being made, or `limit` after the last one.
+async fn watch(
+    pool: &sqlx::AnyPool,
+    pending: &std::sync::Mutex<Vec<(String, Change, Instant)>>,
+    making: &AtomicBool,
+    limit: Duration,
+) -> Vec<Option<f64>> {
+    let mut seen: Vec<Option<f64>> = Vec::new();
+    let mut last_made = Instant::now();
+    loop {
+        let still_making = making.load(Ordering::SeqCst);
+        let now_pending = pending.lock().unwrap().clone();
+        seen.resize(now_pending.len(), None);
+        if still_making {
+            last_made = Instant::now();
+        } else if seen.iter().all(Option::is_some) || last_made.elapsed() > limit {
+            return seen;
+        }
+        let ids: Vec<String> = now_pending
+            .iter()
+            .zip(&seen)
+            .filter(|(_, s)| s.is_none())
+            .map(|((id, _, _), _)| id.clone())
+            .collect();
         let now = rows(pool, &ids).await;
-        for (k, (id, expect, at)) in pending.iter().enumerate() {
+        for (k, (id, expect, at)) in now_pending.iter().enumerate() {
             if seen[k].is_some() {
                 continue;
             }
@@ -179,7 +207,6 @@ async fn arrivals(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    seen
 }
 
 /// One random change (okta-sim's churn): the user and what it leaves in
@@ -363,15 +390,38 @@ async fn main() {
     );
 
     // Freshness over many random changes.
-    let mut pending = Vec::new();
+    // The store is watched while the changes are made: each is timed when
+    // it lands. A user changed again before the first change landed would
+    // never show the first, so each user is changed at most once here.
+    let pending = std::sync::Mutex::new(Vec::new());
+    let making = AtomicBool::new(true);
     let (fresh0, _) = requests(&sim);
-    for n in 1..=args.mutations {
-        let c = change(&mut rng, &sim, &candidates, n);
-        pending.push((c.user().to_owned(), c, Instant::now()));
-        let wait = -args.spacing * (1.0 - rng.f64()).ln();
-        tokio::time::sleep(Duration::from_secs_f64(wait.min(args.spacing * 5.0))).await;
-    }
-    let seen = arrivals(&pool, &pending, Duration::from_secs(600)).await;
+    let make = async {
+        let mut used = std::collections::BTreeSet::new();
+        let mut n = 1;
+        while n <= args.mutations {
+            let pick = loop {
+                let id = &candidates[rng.usize(..candidates.len())];
+                if used.insert(id.clone()) {
+                    break id.clone();
+                }
+            };
+            let c = change(&mut rng, &sim, std::slice::from_ref(&pick), n);
+            pending
+                .lock()
+                .unwrap()
+                .push((c.user().to_owned(), c, Instant::now()));
+            n += 1;
+            let wait = -args.spacing * (1.0 - rng.f64()).ln();
+            tokio::time::sleep(Duration::from_secs_f64(wait.min(args.spacing * 5.0))).await;
+        }
+        making.store(false, Ordering::SeqCst);
+    };
+    let (seen, ()) = tokio::join!(
+        watch(&pool, &pending, &making, Duration::from_secs(600)),
+        make
+    );
+    let pending = pending.into_inner().unwrap();
     let (fresh1, _) = requests(&sim);
     let mut latencies: Vec<f64> = seen.iter().flatten().copied().collect();
     latencies.sort_by(f64::total_cmp);
