@@ -291,11 +291,15 @@ async fn main() {
     let config = dir.path().join("config.toml");
     // The defaults, but for the org and the store: polls every 15 s,
     // hourly full reconciles, 50 % of each bucket, 300 requests a minute.
+    // The churn suspends users by the hundred (a burst of 1,000 changes
+    // holds about 150): the guard is set wide, or it would block them, as
+    // it should in production.
     std::fs::write(
         &config,
         format!(
             "[okta]\norg_url = \"{}\"\napp_id = \"{}\"\n\n[store]\nurl = \"{store_url}\"\n\
-             writes_per_second = 0\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n",
+             writes_per_second = 0\n\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [safety]\nmax_deactivations = 100000\nmax_deactivations_percent = 100\n",
             sim.url().as_str().trim_end_matches('/'),
             sim.app_id(),
         ),
