@@ -28,7 +28,7 @@ use crate::okta::jwt::{self, DpopKey};
 use crate::okta::key::PrivateKey;
 use crate::okta::limit::Family;
 use crate::okta::refusal::{ErrorBody, challenge_of, clock_skew, describe_skew, mentions_time};
-use crate::okta::request::{Attempt, Call, Fetched};
+use crate::okta::request::{Attempt, Call, Fetched, TokenRequest};
 use crate::okta::{OktaClient, lock};
 use crate::secret::Secret;
 
@@ -135,12 +135,6 @@ impl fmt::Debug for AccessToken {
             .field("scopes", &self.scopes)
             .finish()
     }
-}
-
-/// One token POST: the form body and the DPoP header, built per attempt.
-pub(super) struct TokenRequest {
-    pub(super) body: String,
-    pub(super) dpop: Option<HeaderValue>,
 }
 
 /// The OAuth state of one client: settings, the token cache, DPoP state.

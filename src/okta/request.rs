@@ -21,7 +21,7 @@ use crate::okta::page::{self, MAX_PAGES, PageGuard, next_link, resolve_next};
 use crate::okta::response::{
     BodyError, decode, error_chain, failure_from, read_body, resource_of_path,
 };
-use crate::okta::{Listed, OktaClient, SmallerPages, lock, oauth};
+use crate::okta::{Listed, OktaClient, SmallerPages, lock};
 
 /// Per-family pacing state: no request of the family starts before `until`.
 #[derive(Debug, Default)]
@@ -75,8 +75,15 @@ pub(super) enum Call<'a> {
     /// proof are built anew for every attempt.
     Token {
         url: &'a Url,
-        build: &'a (dyn Fn() -> Result<oauth::TokenRequest, OktaError> + Sync),
+        build: &'a (dyn Fn() -> Result<TokenRequest, OktaError> + Sync),
     },
+}
+
+/// One token POST: the form body and the DPoP header, built per attempt
+/// (by `oauth`, which owns what goes in them).
+pub(super) struct TokenRequest {
+    pub(super) body: String,
+    pub(super) dpop: Option<HeaderValue>,
 }
 
 impl Call<'_> {

@@ -13,6 +13,7 @@
 
 mod bucket;
 pub mod churn;
+mod cursor;
 mod faults;
 mod filter;
 pub mod fixtures;
@@ -20,6 +21,7 @@ pub mod generate;
 mod hash;
 pub mod oauth;
 pub mod org;
+mod org_log;
 mod profile;
 mod routes;
 mod schema;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::syslog::{EventLog, LogTarget, status_event};
+use crate::syslog::{EventLog, LogTarget};
 
 use crate::hash::mix;
 use crate::profile::user_profile;
@@ -828,6 +828,22 @@ fn timestamp(seed: u64, id: &str) -> String {
     (base + chrono::Duration::minutes(minutes as i64))
         .format("%Y-%m-%dT%H:%M:%S.000Z")
         .to_string()
+}
+
+/// The lifecycle event of a status change, if Okta logs one the sync reads.
+pub(crate) fn status_event(before: UserStatus, after: UserStatus) -> Option<&'static str> {
+    use UserStatus::{Active, Deprovisioned, LockedOut, Staged, Suspended};
+    Some(match (before, after) {
+        (a, b) if a == b => return None,
+        (_, Suspended) => "user.lifecycle.suspend",
+        (_, Deprovisioned) => "user.lifecycle.deactivate",
+        (Suspended, _) => "user.lifecycle.unsuspend",
+        (Deprovisioned, _) => "user.lifecycle.reactivate",
+        (_, LockedOut) => "user.account.lock",
+        (LockedOut, _) => "user.account.unlock_by_admin",
+        (Staged, _) | (_, Active) => "user.lifecycle.activate",
+        _ => "user.account.update_profile",
+    })
 }
 
 #[cfg(test)]

@@ -21,10 +21,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::bucket::{Bucket, Route};
+use crate::cursor::decode_cursor;
 use crate::hash::mix;
 use crate::oauth::{self, OAuthState};
 use crate::org::{Org, okta_like_id};
-use crate::routes::decode_cursor;
 use crate::{Fault, LinkStyle, RequestRecord, SimOptions, SimStats, SlowAnswer, lock};
 
 /// Requests kept in the log.
