@@ -1,0 +1,97 @@
+//! The schema found under the sync lock: a store whose tables are all gone
+//! (the database was dropped and recreated empty, or emptied by hand) is
+//! migrated again; one with only some of them gone is refused.
+//!
+//! Invariant: never recreates a table beside live data; runs only while the
+//! caller holds the store's exclusive lock (PostgreSQL advisory lock or the
+//! SQLite OS lock), so two processes never migrate at once.
+
+use sqlx::Row;
+
+use crate::store::{Backend, Store, StoreError, migrator, query_err};
+
+/// Every table the migrations create.
+const TABLES: [&str; 8] = [
+    "users",
+    "teams",
+    "memberships",
+    "sync_runs",
+    "audit_log",
+    "sync_state",
+    "sync_lock",
+    "event_cursor",
+];
+
+/// What a schema check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum SchemaCheck {
+    /// Every table is there.
+    Present,
+    /// None was there: the migrations ran again (an empty store now).
+    Recreated,
+}
+
+impl Store {
+    async fn table_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("look up the store's tables"))?;
+        Ok(row
+            .try_get::<i64, _>(0)
+            .map_err(query_err("look up the store's tables"))?
+            > 0)
+    }
+
+    /// Checks the store still has its tables; when all of them are gone,
+    /// runs the migrations again (logging a WARN). Call only under the sync
+    /// lock.
+    pub(super) async fn restore_schema_if_missing(&self) -> Result<SchemaCheck, StoreError> {
+        let mut missing = Vec::new();
+        for table in TABLES {
+            if !self.table_exists(table).await? {
+                missing.push(table);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(SchemaCheck::Present);
+        }
+        if missing.len() < TABLES.len() {
+            return Err(StoreError::SchemaDamaged {
+                location: self.location.clone(),
+                missing: missing.join(", "),
+            });
+        }
+        tracing::warn!(
+            store = %self.location,
+            "the store's tables are gone (the database was emptied or recreated): creating them again; \
+             the next run is a first sync into an empty store"
+        );
+        // The migration history may have survived a `DROP TABLE` of the
+        // product's tables; with none of them left, it describes nothing.
+        if self.table_exists("_sqlx_migrations").await? {
+            sqlx::query("DELETE FROM _sqlx_migrations")
+                .execute(&self.pool)
+                .await
+                .map_err(query_err("reset the migration history of an empty store"))?;
+        }
+        migrator(self.backend)
+            .run(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                location: self.location.clone(),
+                source,
+            })?;
+        Ok(SchemaCheck::Recreated)
+    }
+}
