@@ -2,7 +2,11 @@
 //! and the [`Health`] they read.
 //!
 //! Invariant: read-only; handlers never take the sync lock or touch Okta.
-//! The daemon writes [`Health`]; the server only reads it.
+//! The daemon writes [`Health`]; the server only reads it. Clients cannot
+//! take what the sync needs: at most [`MAX_CONNECTIONS`] connections (fewer
+//! under a low open-file limit) are open at once, the oldest one closed to
+//! admit a new one; a request's headers must arrive within
+//! [`HEADER_READ_TIMEOUT`], which also bounds an idle keep-alive connection.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -53,6 +57,64 @@ impl Health {
     }
 }
 
+/// Most connections the endpoints keep open at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Time a client has to send a request's headers; a kept-alive connection
+/// waiting for its next request is closed after the same time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection cap for an open-file limit: [`MAX_CONNECTIONS`], or a
+/// quarter of the limit when that is lower, so three quarters of the
+/// descriptors always stay with the sync (store, Okta, logs).
+pub fn connection_cap(open_files_limit: Option<u64>) -> usize {
+    open_files_limit
+        .map_or(MAX_CONNECTIONS, |n| {
+            usize::try_from(n / 4)
+                .unwrap_or(usize::MAX)
+                .min(MAX_CONNECTIONS)
+        })
+        .max(1)
+}
+
+fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// The open connections, oldest first; admitting one past the cap closes
+/// the oldest, so idle clients cannot keep a new one (`/healthz`) out.
+struct Slots {
+    cap: usize,
+    open: std::sync::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
+}
+
+impl Slots {
+    fn admit(&self, id: u64) -> Arc<tokio::sync::Notify> {
+        let close = Arc::new(tokio::sync::Notify::new());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while open.len() >= self.cap {
+            if let Some((_, oldest)) = open.pop_front() {
+                oldest.notify_one();
+            }
+        }
+        open.push_back((id, Arc::clone(&close)));
+        close
+    }
+
+    fn leave(&self, id: u64) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = open.iter().position(|(i, _)| *i == id) {
+            open.remove(at);
+        }
+    }
+}
+
 /// Binds `addr` and serves in the background until the process exits.
 pub async fn start(
     addr: SocketAddr,
@@ -65,12 +127,47 @@ pub async fn start(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health);
-    tracing::info!(listen = %bound, "serving /healthz /readyz /metrics");
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    }))
+    let slots = Arc::new(Slots {
+        cap: connection_cap(open_files_limit()),
+        open: std::sync::Mutex::new(std::collections::VecDeque::new()),
+    });
+    tracing::info!(listen = %bound, max_connections = slots.cap, "serving /healthz /readyz /metrics");
+    Ok(tokio::spawn(serve(listener, app, slots)))
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: Router, slots: Arc<Slots>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let mut next_id = 0u64;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or a connection reset
+                // before it was accepted: pause instead of spinning.
+                tracing::warn!(error = %e, "could not accept a connection on the metrics port");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        next_id += 1;
+        let id = next_id;
+        let close = slots.admit(id);
+        let conn = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(app.clone()),
+        );
+        let slots = Arc::clone(&slots);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                () = close.notified() => {}
+            }
+            slots.leave(id);
+        });
+    }
 }
 
 /// The process is alive and its loop runs.
@@ -151,4 +248,43 @@ async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
         )],
         health.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_leaves_three_quarters_of_the_descriptors() {
+        assert_eq!(connection_cap(None), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(65_536)), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(1_024)), 256);
+        assert_eq!(connection_cap(Some(256)), 64);
+        assert_eq!(connection_cap(Some(2)), 1);
+    }
+
+    #[test]
+    fn admitting_past_the_cap_closes_the_oldest() {
+        let slots = Slots {
+            cap: 2,
+            open: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        };
+        let first = slots.admit(1);
+        let _second = slots.admit(2);
+        let _third = slots.admit(3);
+        let ids: Vec<u64> = slots.open.lock().unwrap().iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids, [2, 3]);
+        // The oldest was told to close (a stored permit: it completes now).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), first.notified())
+                .await
+                .expect("the oldest connection is closed");
+        });
+        slots.leave(3);
+        assert_eq!(slots.open.lock().unwrap().len(), 1);
+    }
 }
