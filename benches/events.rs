@@ -29,8 +29,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::churn::{self, Change};
+use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::org::{Org, UserStatus};
 use okta_sim::{Bucket, LogTiming, RateLimits, SimHandle, SimOptions, Simulator};
 use sqlx::Row;

@@ -20,9 +20,9 @@ use anyhow::Context;
 use okta_sim::org::Org;
 use okta_sim::{SimOptions, Simulator};
 
+use serde_json::json;
 use writer_sync::config::{self, ConfigEnv};
 use writer_sync::okta::OktaClient;
-use serde_json::json;
 use writer_sync::reconcile::report::change_json;
 use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger, incremental};
 use writer_sync::secret::Secret;
@@ -164,12 +164,24 @@ create_missing = true
 /// same way; returns what to print.
 async fn incremental_steps(sim: &okta_sim::SimHandle, ctx: &SyncContext) -> String {
     let mut out = String::new();
+    // A directly assigned member who is in a team: a role change shows.
+    let in_teams: std::collections::BTreeSet<String> = match ctx.store.dump().await {
+        Ok(dump) => dump
+            .teams
+            .iter()
+            .flat_map(|t| t.members.iter().map(|m| m.email.to_lowercase()))
+            .collect(),
+        Err(_) => return out,
+    };
     let chosen = sim.org(|o| {
         o.app_user_ids().into_iter().find_map(|id| {
             let (scope, profile) = o.app_user_profile(&id)?;
             let member = profile.get("writerRole").and_then(|r| r.as_str()) == Some("member");
             let email = o.user_profile(&id)?.get("email")?.as_str()?.to_owned();
-            (scope == okta_sim::org::Scope::User && member).then_some((id, email))
+            (scope == okta_sim::org::Scope::User
+                && member
+                && in_teams.contains(&email.to_lowercase()))
+            .then_some((id, email))
         })
     });
     let Some((id, email)) = chosen else {

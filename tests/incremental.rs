@@ -330,6 +330,53 @@ both_kinds!(
 );
 
 both_kinds!(
+    deactivations_trickled_in_by_polls_count_against_the_guard_until_a_full_reconcile,
+    |kind| async move {
+        // SPEC §2 over §7: a mass deactivation that arrives one user per
+        // poll blocks like one that arrives in a single plan.
+        let Some(w) = World::new(kind, "trickle", "safety.max_deactivations = 2").await else {
+            return;
+        };
+        assert_eq!(w.full().await.status, Status::Ok);
+        let suspend = |n: usize| {
+            w.sim
+                .org_mut(|o| o.set_user_status(w.user(n), UserStatus::Suspended))
+                .unwrap()
+        };
+        for n in [1, 2] {
+            suspend(n);
+            let report = ran(w.poll().await);
+            assert_eq!(report.status, Status::Ok, "{:?}", report.error);
+            assert_eq!(report.counts.users_deactivated, 1);
+        }
+        suspend(3);
+        let report = ran(w.poll().await);
+        assert_eq!(report.status, Status::Blocked);
+        let error = report.error.unwrap_or_default();
+        assert!(
+            error.contains(
+                "plan deactivates 1 users (3 with the 2 that incremental runs applied since the last full reconcile), more than safety.max_deactivations = 2"
+            ),
+            "{error}"
+        );
+        // The full reconcile that ends the stretch counts them too …
+        let report = w.full().await;
+        assert_eq!(report.status, Status::Blocked, "{:?}", report.changes);
+        assert!(report.error.unwrap_or_default().contains("3 with the 2"));
+        // … until a person forces it; then the count starts again.
+        let mut forced = RunOptions::new(Trigger::Once);
+        forced.force = true;
+        assert_eq!(run_once(&w.ctx, &forced).await.status, Status::Ok);
+        assert_eq!(w.settle().await.last().map(String::as_str), Some("idle"));
+        suspend(4);
+        let report = ran(w.poll().await);
+        assert_eq!(report.status, Status::Ok, "{:?}", report.error);
+        assert_eq!(report.counts.users_deactivated, 1);
+        assert!(w.full_plan().await.is_empty());
+    }
+);
+
+both_kinds!(
     every_user_level_change_arrives_through_events,
     |kind| async move {
         let Some(w) = World::new(kind, "changes", "").await else {

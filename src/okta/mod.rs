@@ -15,6 +15,7 @@ pub mod key;
 pub mod limit;
 pub mod oauth;
 pub mod page;
+mod refusal;
 mod request;
 mod response;
 pub mod syslog;

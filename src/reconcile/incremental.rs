@@ -24,6 +24,7 @@ use crate::okta::OktaClient;
 use crate::okta::error::OktaError;
 use crate::okta::syslog::LogEvent;
 use crate::reconcile::events::{self, EventContext, FallbackReason};
+use crate::reconcile::guard::SinceFull;
 use crate::reconcile::observe::{from_app_user, from_user, role_value};
 use crate::reconcile::plan::scope::{Scope, ids_holding, okta_email_key, scope_email_keys};
 use crate::reconcile::report::{FailureKind, Report, Status};
@@ -63,6 +64,11 @@ pub struct Baseline {
     /// query starts [`SINCE_MARGIN`] earlier, for events Okta persists
     /// late).
     pub covered_until_ms: i64,
+    /// Deactivations and membership removals incremental runs applied since
+    /// that full reconcile: the safety guard's limits hold for them together
+    /// (written with the last change of each incremental run).
+    #[serde(default)]
+    pub since_full: SinceFull,
 }
 
 /// How an incremental run ended.
@@ -149,6 +155,8 @@ pub fn full_run_cursor(
         // beyond what the margin re-reads anyway.
         covered_until_ms: okta_started_ms
             .unwrap_or(observe_started_ms - SINCE_MARGIN.as_millis() as i64),
+        // A full reconcile that applied starts the guard's stretch again.
+        since_full: SinceFull::default(),
     };
     Some(EventCursor {
         next_url: None,
@@ -158,6 +166,17 @@ pub fn full_run_cursor(
         baseline: serde_json::to_string(&baseline).unwrap_or_default(),
         pending_full: None,
     })
+}
+
+/// What incremental runs applied since the last full reconcile, for the
+/// guard of the full reconcile that ends their stretch: zero without a
+/// cursor, or when the cursor was made under another app or groups setting.
+pub fn since_full(cursor: Option<&EventCursor>, config: &Config) -> SinceFull {
+    cursor
+        .and_then(|c| serde_json::from_str::<Baseline>(&c.baseline).ok())
+        .filter(|b| b.config_key == config_key(config))
+        .map(|b| b.since_full)
+        .unwrap_or_default()
 }
 
 /// The cursor a successful full reconcile writes, given the one before it:
@@ -418,6 +437,10 @@ async fn poll_plan_apply(
     baseline
         .email_skips
         .extend(plan.email_skips.iter().cloned());
+    // The guard weighs this plan with what earlier polls applied; the
+    // cursor that carries the sum is written only with the last change.
+    let before = baseline.since_full;
+    baseline.since_full = before.plus(&plan);
     let moved = EventCursor {
         baseline: serde_json::to_string(&baseline).unwrap_or_else(|_| cursor.baseline.clone()),
         ..moved
@@ -463,6 +486,7 @@ async fn poll_plan_apply(
         plan,
         report,
         (!opts.dry_run).then_some(&moved),
+        before,
     )
     .await;
     report.duration_ms = started.elapsed().as_millis() as u64;

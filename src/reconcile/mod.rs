@@ -352,7 +352,24 @@ async fn observe_plan_apply(
     drop(okta_state);
     log_findings(&observed.findings);
     report.findings = observed.findings;
-    let report = guard_and_apply(ctx, opts, lock, plan, report, None).await;
+    // The deactivations incremental runs applied since the last full
+    // reconcile count against this run's limits too (SPEC §2 over §7).
+    let before = if config.events.enabled() {
+        match ctx.store.event_cursor().await {
+            Ok(previous) => incremental::since_full(previous.as_ref(), config),
+            Err(e) => {
+                report.error = Some(format!(
+                    "reading the store failed, nothing was applied: {}",
+                    error_chain(&e)
+                ));
+                report.failure = Some(FailureKind::of_store(&e));
+                return report;
+            }
+        }
+    } else {
+        guard::SinceFull::default()
+    };
+    let report = guard_and_apply(ctx, opts, lock, plan, report, None, before).await;
     if report.status == Status::Ok
         && let Some(cursor) = cursor
     {
@@ -382,13 +399,14 @@ async fn guard_and_apply(
     plan: Plan,
     mut report: Report,
     cursor: Option<&crate::store::EventCursor>,
+    before: guard::SinceFull,
 ) -> Report {
     let config = &ctx.config;
     let run_id = report.run_id;
     log_findings(&plan.findings);
     report.findings.extend(plan.findings.iter().cloned());
     report.planned = plan.changes.len();
-    let reasons = guard::guard(&plan, &config.safety_limits());
+    let reasons = guard::guard_since_full(&plan, &config.safety_limits(), before);
     let Plan {
         changes,
         skipped,

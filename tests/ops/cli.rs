@@ -349,3 +349,36 @@ fn the_dockerfile_runs_the_binary_it_builds_with_commands_the_cli_accepts() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The README's first command: `writer-sync demo` syncs the sample org,
+/// brings one Okta change in through the System Log and takes it back out,
+/// and a second run on the same store has nothing to change.
+#[test]
+fn demo_syncs_the_sample_org_then_shows_an_incremental_step_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let db = db.to_str().unwrap();
+    let first = run(&["demo", "--db", db]);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("first sync of a fresh store"), "{stdout}");
+    assert!(stdout.contains("sync ok: users_created=14"), "{stdout}");
+    let steps = stdout
+        .split_once("incremental sync")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("no incremental step: {stdout}"));
+    assert!(
+        steps.contains("System Log: 1 application.user_membership.update"),
+        "{steps}"
+    );
+    assert!(steps.contains("member -> admin"), "{steps}");
+    assert!(steps.contains("admin -> member"), "{steps}");
+    let second = run(&["demo", "--db", db]);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert!(stdout.contains("sync ok: no changes"), "{stdout}");
+}

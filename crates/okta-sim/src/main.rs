@@ -8,12 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
+use okta_sim::churn;
 use okta_sim::generate::{GenSpec, GroupSizes};
 use okta_sim::org::Org;
-use okta_sim::churn;
-use okta_sim::{
-    LogTiming, MembersLimit, RateLimits, SimOptions, Simulator, SlowAnswer, SlowPages,
-};
+use okta_sim::{LogTiming, MembersLimit, RateLimits, SimOptions, Simulator, SlowAnswer, SlowPages};
 use tracing_subscriber::EnvFilter;
 
 /// A simulated Okta org serving the management API endpoints writer-sync reads.
