@@ -995,7 +995,9 @@ async fn crash(opts: &Opts) -> Res<()> {
         "integrity_checks": checks,
         "converged": iterations,
         "rows_lost": 0,
-        "next_runs_started_without_waiting": start_delays.len(),
+        // Checked on SQLite only (PostgreSQL frees the lock when the
+        // server notices the session ended; the harness retries there).
+        "next_runs_started_without_waiting": (opts.backend == "sqlite").then_some(start_delays.len()),
         "slowest_next_start_ms": start_delays.iter().max().map(|d| d.as_millis() as u64),
         "seconds": started.elapsed().as_secs(),
     });
