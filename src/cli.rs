@@ -16,7 +16,11 @@ const VERSION: &str = concat!(
 /// The end of `--help` and of the man page.
 const AFTER_LONG_HELP: &str = "\
 Exit codes: 0 ok (also: nothing to change, dry run), 1 the sync failed or was interrupted, \
-2 usage or configuration error, 3 blocked by the safety guard (nothing applied).
+2 usage or configuration error (also: an unreadable plan file, an unknown run id), \
+3 blocked by the safety guard or paused by `writer-sync pause` (nothing applied), \
+4 refused by `apply` or `revert` (nothing written): the plan file is stale (the store changed \
+since the plan was made, e.g. it was applied already) or was edited, a change no longer applies, \
+or the run cannot be reverted fully.
 
 Files: /etc/writer-sync/config.toml (the config), the systemd credential okta-api-token \
 or okta-private-key ($CREDENTIALS_DIRECTORY), $STATE_DIRECTORY/writer.db (the default SQLite store).
@@ -50,8 +54,21 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// Recent sync runs and their outcome.
+    /// Recent sync runs and their outcome, with pauses and resumes.
     History(HistoryArgs),
+    /// Stop applying changes on every instance sharing the store, until
+    /// `resume` (runs still observe and plan; exit code 3).
+    Pause(PauseArgs),
+    /// End a pause: the next run applies again.
+    Resume,
+    /// Read the audit log: every applied change, with its run.
+    Audit(AuditArgs),
+    /// Observe and plan now and write the plan to a file for review; apply nothing.
+    Plan(PlanArgs),
+    /// Apply exactly the changes of a plan file (refused, exit 4, when stale).
+    Apply(ApplyArgs),
+    /// Undo the changes an applied run made, as a new run.
+    Revert(RevertArgs),
     /// Sync a built-in sample Okta org into a local SQLite file.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -78,7 +95,7 @@ pub struct HealthcheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Reconcile once and exit (exit code 0 ok, 1 failed, 3 blocked).
+    /// Reconcile once and exit (exit code 0 ok, 1 failed, 3 blocked or paused).
     #[arg(long)]
     pub once: bool,
     /// Print the plan and write nothing.
@@ -88,6 +105,40 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Print the report as one JSON object (with --once).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The plan file to write (atomically, mode 0600).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan file written by `writer-sync plan -o FILE`.
+    pub file: PathBuf,
+    /// Check the plan and show what would be applied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevertArgs {
+    /// The run to revert (see `writer-sync history`).
+    pub run_id: i64,
+    /// Show the inverse changes; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
@@ -109,6 +160,38 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Why (shown by runs, /readyz, STATUS= and history). Pausing again
+    /// replaces it.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only the changes of this run.
+    #[arg(long, value_name = "N")]
+    pub run: Option<i64>,
+    /// Only rows about this user (email, any case): the user's own changes
+    /// and memberships, and email changes from or to it.
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Option<String>,
+    /// Only rows about this team (name, any case): the team and its
+    /// memberships.
+    #[arg(long, value_name = "NAME")]
+    pub team: Option<String>,
+    /// Only rows this recent (a duration: 30m, 12h, 7d).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// How many rows at most, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Print JSON lines (one object per row) instead of text.
     #[arg(long)]
     pub json: bool,
 }

@@ -72,6 +72,9 @@ enum Event {
     Poll,
     /// The incremental run in flight ended.
     PollDone(Box<EventsRun>),
+    /// While the last run was paused: time to look whether the store was
+    /// resumed (one store read, no Okta request).
+    ResumeCheck,
 }
 
 /// What the loop does after a run, decided by [`next_step`] from the run's
@@ -180,6 +183,11 @@ pub async fn run(
 
     let progress = Arc::new(AtomicUsize::new(0));
     let watchdog = systemd::watchdog_interval();
+    // Set while the last run found the store paused: the loop then looks
+    // for a resume every RESUME_CHECK_INTERVAL and syncs at once on one.
+    let mut paused = false;
+    let mut resume_timer = tokio::time::interval(RESUME_CHECK_INTERVAL);
+    resume_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_timer = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     watchdog_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_progress_seen = u64::MAX;
@@ -252,6 +260,7 @@ pub async fn run(
             _ = term.recv() => Event::Shutdown,
             _ = int.recv() => Event::Shutdown,
             _ = watchdog_timer.tick(), if watchdog.is_some() => Event::Watchdog,
+            _ = resume_timer.tick(), if idle && paused => Event::ResumeCheck,
             done = async { running.as_mut().map(|(h, _)| h).expect("guarded by if").await }, if running.is_some() => {
                 running = None;
                 match done {
@@ -304,6 +313,7 @@ pub async fn run(
                     }
                     incremental::Outcome::Ran(report) => {
                         reconcile::log_finished(&report, Trigger::Events.as_str());
+                        paused = report.status == Status::Paused;
                         if report.run_id.is_some() {
                             let managed = store.managed_user_counts().await;
                             if let Ok((active, inactive)) = managed {
@@ -317,6 +327,12 @@ pub async fn run(
                             // full reconcile tries again (and blocks too,
                             // until it is forced).
                             Status::Blocked => None,
+                            // Paused: the cursor stayed, so each poll reads
+                            // the same events again; slower polls keep the
+                            // history readable, and pick up a resume.
+                            Status::Paused => Some(
+                                tokio::time::Instant::now() + interval.max(PAUSED_POLL_INTERVAL),
+                            ),
                             _ => after_interval,
                         };
                     }
@@ -433,6 +449,18 @@ pub async fn run(
                     }
                 }
             }
+            Event::ResumeCheck => match store.pause_state().await {
+                Ok(None) => {
+                    tracing::info!("the store was resumed: syncing now");
+                    paused = false;
+                    next_run = Utc::now();
+                    next_trigger = Trigger::Signal;
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not read the pause state; the next run reads it again");
+                }
+            },
             Event::Watchdog => {
                 // Alive: the loop turned. Making progress: idle, or the run
                 // did some Okta request or store batch since the last ping.
@@ -456,6 +484,7 @@ pub async fn run(
                     metrics.set_managed_users(active, inactive);
                 }
                 metrics.record_run(&report);
+                paused = report.status == Status::Paused;
                 let now = Utc::now();
                 // Polls carry on from a full reconcile that succeeded (it
                 // set the cursor); after a failed or blocked one they wait
@@ -652,9 +681,33 @@ fn describe_next(config: &Config, now: DateTime<Utc>) -> String {
     }
 }
 
+/// How often a daemon whose last run was paused looks whether the store was
+/// resumed (a store read): a `writer-sync resume` takes effect within this
+/// long, not at the next tick.
+pub const RESUME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a paused daemon polls the System Log at most (SPEC §8): each
+/// such poll reads the events the pause holds back again.
+pub const PAUSED_POLL_INTERVAL: Duration = Duration::from_secs(300);
+
 /// The systemd STATUS= line after a run, e.g.
-/// `last run ok 12:00:03, +3 users, 1 deactivated`.
+/// `last run ok 12:00:03, +3 users, 1 deactivated`, or when paused
+/// `PAUSED by alice@ops1 since 2026-… UTC: reason; last run 12:00:03
+/// planned 3 changes, applied nothing`.
 pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
+    if let (Status::Paused, Some(pause)) = (report.status, &report.paused) {
+        return format!(
+            "PAUSED {}; last run {} planned {} changes, applied nothing",
+            // Escaped: STATUS= is one line of the notify protocol, and
+            // the reason must not add assignments (`\nREADY=1`).
+            shorten(
+                &crate::telemetry::escape_message(pause.describe().trim_start_matches("paused ")),
+                160
+            ),
+            now.format("%H:%M:%S"),
+            report.planned
+        );
+    }
     let c = &report.counts;
     let mut parts = Vec::new();
     if c.users_created > 0 {
@@ -722,6 +775,8 @@ fn panicked_report(message: String) -> Report {
         duration_ms: 0,
         planned: 0,
         failure: Some(FailureKind::Configuration),
+        paused: None,
+        pending_deactivations: Vec::new(),
     }
 }
 
@@ -785,6 +840,24 @@ mod tests {
             // immediate catch-up run.
             assert_eq!(next_step(Some(kind), 0), NextStep::NextTick, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn a_paused_status_line_says_who_and_why_on_one_line() {
+        let mut r = panicked_report(String::new());
+        r.status = Status::Paused;
+        r.planned = 3;
+        r.paused = Some(crate::store::Pause {
+            by: "alice".into(),
+            host: "ops1".into(),
+            at: 0,
+            reason: "bad import\nREADY=1".into(),
+        });
+        assert_eq!(
+            status_line(&r, t("2026-01-01T12:00:03Z")),
+            "PAUSED by alice@ops1 since 1970-01-01 00:00:00 UTC: bad import\\nREADY=1; \
+             last run 12:00:03 planned 3 changes, applied nothing"
+        );
     }
 
     #[test]

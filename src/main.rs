@@ -1,10 +1,12 @@
 //! The `writer-sync` binary: parses the command line, loads the config, sets
 //! up logging and runs one command. The only place that uses anyhow and the
 //! only place that maps outcomes to exit codes (SPEC §4):
-//! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard.
+//! 0 ok, 1 sync failed, 2 usage or config error, 3 blocked by the safety guard
+//! or paused (SPEC §8), 4 refused by `apply` or `revert` (nothing written).
 
 mod assets;
 mod cli;
+mod controls;
 #[cfg(feature = "demo")]
 mod demo;
 mod healthcheck;
@@ -19,13 +21,14 @@ use clap::Parser;
 use writer_sync::config::{self, Config, ConfigEnv, ConfigFile, StoreOnly};
 use writer_sync::daemon;
 use writer_sync::okta::OktaClient;
+use writer_sync::reconcile::control::{ControlError, ControlRun};
 use writer_sync::reconcile::report::{Report, Status};
-use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger};
+use writer_sync::reconcile::{self, RunOptions, SyncContext, Trigger, planfile};
 use writer_sync::store::dump::LoadError;
 use writer_sync::store::{Store, StoreUrl};
 use writer_sync::telemetry;
 
-use crate::cli::{Cli, Command, HistoryArgs, StoreCommand};
+use crate::cli::{ApplyArgs, Cli, Command, HistoryArgs, PlanArgs, RevertArgs, StoreCommand};
 
 /// Exit codes of SPEC §4.
 mod exit {
@@ -33,6 +36,9 @@ mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const BLOCKED: u8 = 3;
+    /// The store is paused (SPEC §8): the same code as a block.
+    pub const PAUSED: u8 = 3;
+    pub const REFUSED: u8 = 4;
 }
 
 /// An error with the exit code it maps to.
@@ -143,6 +149,40 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             store.close().await;
             code
         }
+        Command::Pause(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::pause(&store, args.reason.as_deref()).await;
+            store.close().await;
+            code
+        }
+        Command::Resume => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::resume(&store).await;
+            store.close().await;
+            code
+        }
+        Command::Audit(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            let store = open_store(&config.store.url).await?;
+            let code = controls::audit(&store, &args).await;
+            store.close().await;
+            code
+        }
+        Command::Plan(args) => {
+            let (file, _) = load_config_file(&config_path, &env)?;
+            let config = file.into_config().map_err(usage)?;
+            plan(config, &args).await
+        }
+        Command::Apply(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            apply_file(&config, &args).await
+        }
+        Command::Revert(args) => {
+            let config = load_store_config(&config_path, &env)?;
+            revert(&config, &args).await
+        }
         Command::Run(args) => {
             if !args.once && (args.force || args.json) {
                 return Err(usage(anyhow::anyhow!("--force and --json need --once")));
@@ -226,7 +266,130 @@ async fn run_once(config: Config, args: &cli::RunArgs) -> Result<u8, Failure> {
         // Interrupted by SIGTERM/SIGINT: the sync did not complete.
         Status::Failed | Status::Interrupted => exit::FAILED,
         Status::Blocked => exit::BLOCKED,
+        // Paused (SPEC §8): planned, nothing applied, like a block.
+        Status::Paused => exit::PAUSED,
     })
+}
+
+/// `plan -o FILE`: the dry-run report, and the plan file beside it.
+async fn plan(config: Config, args: &PlanArgs) -> Result<u8, Failure> {
+    let okta = okta_client(&config)?;
+    let store = open_store(&config.store.url).await?;
+    let ctx = SyncContext {
+        config: Arc::new(config),
+        store,
+        okta,
+        holder: reconcile::holder_id(),
+    };
+    let made = planfile::make_plan(&ctx).await;
+    ctx.store.close().await;
+    let (report, file) = match made {
+        Ok(made) => made,
+        Err(report) => {
+            print_report(&report, args.json)?;
+            return Ok(exit::FAILED);
+        }
+    };
+    planfile::write_plan_file(&args.output, &file)?;
+    tracing::info!(
+        file = %args.output.display(),
+        changes = file.changes.len(),
+        would_block = file.guard.would_block,
+        "plan written"
+    );
+    print_report(&report, args.json)?;
+    if !args.json {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "plan written to {} ({} changes); review it, then apply it with `writer-sync apply {}`",
+            args.output.display(),
+            file.changes.len(),
+            args.output.display()
+        )
+        .printing("cannot print the report")?;
+    }
+    Ok(exit::OK)
+}
+
+/// The context of `apply FILE` and `revert RUN_ID`.
+fn control_run<'a>(
+    store: &'a Store,
+    holder: &'a str,
+    config: &StoreOnly,
+    trigger: Trigger,
+    dry_run: bool,
+) -> ControlRun<'a> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // SIGINT/SIGTERM: stop between apply batches (the current one commits).
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stop requested: finishing the current batch");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    ControlRun {
+        store,
+        holder,
+        trigger,
+        dry_run,
+        writes_per_second: config.store.writes_per_second,
+        stop,
+    }
+}
+
+/// The exit code of an operator command's outcome.
+fn control_outcome(result: Result<Report, ControlError>, json: bool) -> Result<u8, Failure> {
+    match result {
+        Ok(report) => {
+            match print_report(&report, json) {
+                Err(Failure { error, .. }) if error.is::<StdoutClosed>() => {}
+                other => other?,
+            }
+            Ok(match report.status {
+                Status::Ok | Status::DryRun => exit::OK,
+                Status::Blocked => exit::BLOCKED,
+                Status::Paused => exit::PAUSED,
+                Status::Failed | Status::Interrupted => exit::FAILED,
+            })
+        }
+        Err(e @ ControlError::Usage(_)) => Err(usage(e)),
+        Err(e @ ControlError::Refused(_)) => Err(Failure {
+            code: exit::REFUSED,
+            error: e.into(),
+        }),
+        Err(e @ ControlError::Store(_)) => Err(Failure::from(e)),
+    }
+}
+
+async fn apply_file(config: &StoreOnly, args: &ApplyArgs) -> Result<u8, Failure> {
+    let file = match planfile::read_plan_file(&args.file) {
+        Ok(file) => file,
+        Err(e) => return control_outcome(Err(e), args.json),
+    };
+    let store = open_store(&config.store.url).await?;
+    let holder = reconcile::holder_id();
+    let run = control_run(&store, &holder, config, Trigger::PlanFile, args.dry_run);
+    let result = planfile::apply_plan_file(&run, file).await;
+    store.close().await;
+    control_outcome(result, args.json)
+}
+
+async fn revert(config: &StoreOnly, args: &RevertArgs) -> Result<u8, Failure> {
+    let store = open_store(&config.store.url).await?;
+    let holder = reconcile::holder_id();
+    let run = control_run(&store, &holder, config, Trigger::Revert, args.dry_run);
+    let result = reconcile::revert::revert(&run, args.run_id).await;
+    store.close().await;
+    control_outcome(result, args.json)
 }
 
 fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
@@ -388,15 +551,50 @@ async fn store_load(store: &Store, file: &std::path::Path) -> Result<u8, Failure
     }
 }
 
+/// One line of `history`: a run, or a pause or resume (SPEC §8).
+enum HistoryItem {
+    Run(writer_sync::store::RunRecord),
+    Control(writer_sync::store::ControlEvent),
+}
+
+impl HistoryItem {
+    fn at(&self) -> i64 {
+        match self {
+            HistoryItem::Run(r) => r.started_at,
+            HistoryItem::Control(e) => e.at,
+        }
+    }
+}
+
 async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
     let runs = store.recent_runs(args.limit).await?;
+    let events = store.control_events(args.limit).await?;
+    let mut items: Vec<HistoryItem> = runs
+        .into_iter()
+        .map(HistoryItem::Run)
+        .chain(events.into_iter().map(HistoryItem::Control))
+        .collect();
+    items.sort_by_key(|i| std::cmp::Reverse(i.at()));
+    items.truncate(args.limit as usize);
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut out, &runs).printing("cannot print history")?;
+        // Runs as they always were; a pause or resume is an object with
+        // `event` ("pause" or "resume").
+        let values: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| match i {
+                HistoryItem::Run(r) => serde_json::to_value(r).unwrap_or_default(),
+                HistoryItem::Control(e) => serde_json::json!({
+                    "event": e.action, "id": e.id, "at": e.at, "by": e.by,
+                    "host": e.host, "reason": e.reason,
+                }),
+            })
+            .collect();
+        serde_json::to_writer(&mut out, &values).printing("cannot print history")?;
         writeln!(out).printing("cannot print history")?;
         return Ok(exit::OK);
     }
-    if runs.is_empty() {
+    if items.is_empty() {
         writeln!(out, "no sync runs recorded yet").printing("cannot print history")?;
         return Ok(exit::OK);
     }
@@ -406,10 +604,34 @@ async fn history(store: &Store, args: &HistoryArgs) -> Result<u8, Failure> {
         "run", "started (UTC)", "trigger", "status", "duration"
     )
     .printing("cannot print history")?;
-    for run in &runs {
-        let started = chrono::DateTime::from_timestamp_millis(run.started_at)
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    for item in &items {
+        let run = match item {
+            HistoryItem::Run(run) => run,
+            HistoryItem::Control(e) => {
+                let mut what = format!("by {}@{}", e.by, e.host);
+                if !e.reason.is_empty() {
+                    what.push_str(&format!(": {}", e.reason));
+                }
+                writeln!(
+                    out,
+                    "{:>6}  {:<20}  {:<9}  {:<11}  {:>9}  {}",
+                    "-",
+                    time(e.at),
+                    "operator",
+                    e.action,
+                    "-",
+                    writer_sync::telemetry::escape_message(&what)
+                )
+                .printing("cannot print history")?;
+                continue;
+            }
+        };
+        let started = time(run.started_at);
         let duration = run
             .finished_at
             .map(|f| format!("{:.1}s", (f - run.started_at) as f64 / 1000.0))

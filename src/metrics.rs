@@ -37,6 +37,8 @@ struct State {
     failures: BTreeMap<&'static str, u64>,
     last_failure: Option<FailureKind>,
     blocked: bool,
+    /// Whether the store is paused (SPEC §8), as last seen.
+    paused: bool,
     managed_active: Option<u64>,
     managed_inactive: Option<u64>,
     /// Okta request counts of clients replaced by a config reload.
@@ -122,6 +124,13 @@ impl Metrics {
         s.last_run_end = Some(now);
         s.last_status = Some(report.status.as_str());
         s.blocked = report.status == Status::Blocked;
+        // Every run that got as far as its plan read the pause.
+        if matches!(
+            report.status,
+            Status::Ok | Status::Paused | Status::DryRun | Status::Blocked
+        ) {
+            s.paused = report.paused.is_some();
+        }
         if report.status == Status::Ok {
             s.last_success = Some(now);
         }
@@ -159,6 +168,12 @@ impl Metrics {
             Outcome::StoreFailed(_) => "failed",
         };
         *s.incremental.entry(outcome).or_default() += 1;
+    }
+
+    /// Records whether the store is paused (read from the store by the
+    /// server at each scrape, and after each run).
+    pub fn set_paused(&self, paused: bool) {
+        self.state().paused = paused;
     }
 
     /// Records the managed-user gauge (read from the store after a run).
@@ -382,6 +397,12 @@ impl Metrics {
             now - s.last_success.unwrap_or(s.started)
         ));
         push(header(
+            "writer_sync_paused",
+            "gauge",
+            "1 while the store is paused (writer-sync pause): runs plan and apply nothing.",
+        ));
+        push(format!("writer_sync_paused {}", u8::from(s.paused)));
+        push(header(
             "writer_sync_managed_users",
             "gauge",
             "Users managed by writer-sync, by state.",
@@ -525,6 +546,8 @@ mod tests {
             duration_ms: 1500,
             planned: 0,
             failure,
+            paused: None,
+            pending_deactivations: Vec::new(),
         }
     }
 

@@ -141,6 +141,50 @@ pub struct Policy {
     pub create_missing_teams: bool,
 }
 
+/// The deactivation grace (`safety.deactivate_after`, SPEC §8): what the
+/// planner needs to tell a user who merely left scope and is still within
+/// the grace from one to deactivate. `after_ms = 0` (the default) is no
+/// grace: every managed user out of scope is deactivated at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grace {
+    /// `safety.deactivate_after` in milliseconds.
+    pub after_ms: i64,
+    /// Now (epoch milliseconds): an input, so the planner stays pure.
+    pub now_ms: i64,
+    /// Okta id → since when (epoch ms) its managed user has been out of
+    /// scope, as the store's `missing_since` table records it.
+    pub missing_since: std::collections::BTreeMap<String, i64>,
+}
+
+/// A managed user out of scope, waiting out the grace (reported, and
+/// deactivated by the first run after `deactivate_at` unless it is back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDeactivation {
+    pub user_id: i64,
+    pub okta_id: String,
+    pub email: String,
+    /// Epoch milliseconds.
+    pub missing_since: i64,
+    /// Epoch milliseconds.
+    pub deactivate_at: i64,
+}
+
+/// What a plan changes in the store's `missing_since` table, written with
+/// its changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingUpdate {
+    /// Okta ids newly out of scope, and since when.
+    pub start: Vec<(String, i64)>,
+    /// Okta ids no longer waiting (back in scope, deactivated, relinked).
+    pub clear: Vec<String>,
+}
+
+impl MissingUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.clear.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SafetyLimits {
     pub max_deactivations: u32,
@@ -154,7 +198,8 @@ pub struct SafetyLimits {
 
 /// A user a change refers to: one already in the store, or one created
 /// earlier in the same plan (identified by its Okta id).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UserRef {
     Existing(i64),
     New { okta_id: String },
@@ -162,14 +207,15 @@ pub enum UserRef {
 
 /// A team a change refers to: one already in the store, or one created
 /// earlier in the same plan (identified by its name).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TeamRef {
     Existing(i64),
     New { name: String },
 }
 
 /// The attributes of a Writer user that follow Okta.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAttrs {
     pub email: String,
     pub first_name: String,
@@ -178,57 +224,66 @@ pub struct UserAttrs {
 }
 
 /// Why a managed user is deactivated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeactivationReason {
     /// The Okta user is in scope but its status is not active-like.
     Inactive,
     /// The Okta user is no longer assigned (or no longer exists).
     NotInScope,
+    /// `writer-sync revert` undoes the run that created or reactivated the
+    /// user (never planned by the planner).
+    Reverted,
 }
 
 /// One change to the store. The planner emits them in dependency order:
 /// teams, then users, then memberships, then deactivations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serialized (for plan files, `writer-sync plan -o`) with an `action` tag
+/// that is [`Change::kind`]; the form round-trips exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", deny_unknown_fields)]
 pub enum Change {
-    CreateTeam {
-        name: String,
-        okta_group_id: String,
-    },
+    #[serde(rename = "team_created")]
+    CreateTeam { name: String, okta_group_id: String },
+    #[serde(rename = "team_linked")]
     LinkTeam {
         team_id: i64,
         name: String,
         okta_group_id: String,
     },
-    CreateUser {
-        okta_id: String,
-        attrs: UserAttrs,
-    },
+    #[serde(rename = "user_created")]
+    CreateUser { okta_id: String, attrs: UserAttrs },
     /// Link an existing Writer user to an Okta user: an unmanaged user matched
     /// by email (`previous_okta_id` is `None`), or a rehire relink.
+    #[serde(rename = "user_linked")]
     LinkUser {
         user_id: i64,
         email: String,
         okta_id: String,
         previous_okta_id: Option<String>,
     },
+    #[serde(rename = "user_updated")]
     UpdateUser {
         user_id: i64,
         okta_id: String,
         before: UserAttrs,
         after: UserAttrs,
     },
+    #[serde(rename = "user_reactivated")]
     ReactivateUser {
         user_id: i64,
         okta_id: String,
         email: String,
     },
+    #[serde(rename = "user_deactivated")]
     DeactivateUser {
         user_id: i64,
         okta_id: String,
         email: String,
         reason: DeactivationReason,
     },
+    #[serde(rename = "membership_added")]
     AddMembership {
         team: TeamRef,
         team_name: String,
@@ -236,6 +291,7 @@ pub enum Change {
         email: String,
         role: Role,
     },
+    #[serde(rename = "membership_removed")]
     RemoveMembership {
         team_id: i64,
         team_name: String,
@@ -243,6 +299,7 @@ pub enum Change {
         email: String,
         role: Role,
     },
+    #[serde(rename = "role_changed")]
     ChangeRole {
         team_id: i64,
         team_name: String,
@@ -381,4 +438,8 @@ pub struct Plan {
     /// wanted: a change of any other holder of that email can unblock them,
     /// so an incremental run reads them again (SPEC §7).
     pub email_skips: Vec<(String, String)>,
+    /// Managed users out of scope within the deactivation grace.
+    pub pending_deactivations: Vec<PendingDeactivation>,
+    /// The grace's bookkeeping to write with the changes.
+    pub missing: MissingUpdate,
 }

@@ -237,10 +237,41 @@ async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
             ),
         );
     }
-    (StatusCode::OK, "ready\n".to_owned())
+    // Paused (SPEC §8) is a deliberate state, not trouble: ready, and why.
+    match paused(&health, &store).await {
+        Some(pause) => (
+            StatusCode::OK,
+            format!(
+                "ready: {}; runs plan and apply nothing until `writer-sync resume`\n",
+                crate::telemetry::escape_message(&pause.describe())
+            ),
+        ),
+        None => (StatusCode::OK, "ready\n".to_owned()),
+    }
+}
+
+/// The pause in force, read from the store (at most 2 s; an answer that
+/// does not come in time keeps the gauge as it was). Updates the
+/// `writer_sync_paused` gauge.
+async fn paused(health: &Health, store: &Store) -> Option<crate::store::Pause> {
+    match tokio::time::timeout(Duration::from_secs(2), store.pause_state()).await {
+        Ok(Ok(pause)) => {
+            health.metrics.set_paused(pause.is_some());
+            pause
+        }
+        _ => None,
+    }
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let store = health
+        .store
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(store) = store {
+        paused(&health, &store).await;
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -320,7 +320,7 @@ impl Visit for TextVisitor<'_> {
 /// The message of a text line, unquoted, with every character Rust's
 /// `Debug` would escape (control characters, bidi controls, separators)
 /// written as its escape.
-fn escape_message(message: &str) -> String {
+pub fn escape_message(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     for c in message.chars() {
         if c == '"' || c == '\\' || c == '\'' {

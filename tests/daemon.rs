@@ -701,3 +701,116 @@ both_backends!(
         s.sim.shutdown().await;
     }
 );
+
+/// SPEC §8: a pause made with the CLI on one instance is honoured by
+/// another daemon sharing the PostgreSQL store at its next run: the run is
+/// `paused`, `/readyz` stays ready and says why, `writer_sync_paused` is 1
+/// and STATUS= says who paused; after `resume` the next run applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_from_one_instance_holds_back_another_daemon_on_the_same_postgres_store() {
+    let Some(db) = common::TestDb::new(common::Kind::Postgres, "pause").await else {
+        return;
+    };
+    let s = Setup::new(db).await;
+    let sock_path = s.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let ca = s.config("a.toml", "0 0 1 1 *", false, pa);
+    let cb = s.config("b.toml", "0 0 1 1 *", false, pb);
+    let a = s.spawn(&ca, pa, None);
+    let b = s.spawn(&cb, pb, Some(&sock_path));
+    a.wait_http("/healthz", Duration::from_secs(20)).await;
+    b.wait_http("/healthz", Duration::from_secs(20)).await;
+    assert_eq!(b.metric("writer_sync_paused").await, Some(0.0));
+
+    // The operator pauses from "instance a"'s config (no credential needed).
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&ca)
+        .args(["pause", "--reason", "bad Okta import"])
+        .env("USER", "oncall")
+        .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    b.signal("USR1");
+    let start = Instant::now();
+    while b.metric("writer_sync_runs_total{status=\"paused\"}").await != Some(1.0) {
+        assert!(start.elapsed() < Duration::from_secs(30), "no paused run");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.metric("writer_sync_paused").await, Some(1.0));
+    assert_eq!(a.metric("writer_sync_paused").await, Some(1.0));
+    let (status, body) = b.get("/readyz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("paused by oncall@"), "{body}");
+    assert!(body.contains("bad Okta import"), "{body}");
+    let store = Store::connect(&s.db.url).await.unwrap();
+    let run = &store.recent_runs(1).await.unwrap()[0];
+    assert_eq!(run.status, "paused");
+    assert!(
+        run.counts.as_ref().unwrap()["users_created"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(
+        store.dump().await.unwrap().users.is_empty(),
+        "a paused run wrote users"
+    );
+    let mut status_lines = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let done = msg.contains("STATUS=PAUSED");
+            status_lines.push(msg);
+            if done {
+                break;
+            }
+        }
+    }
+    let paused_line = status_lines
+        .iter()
+        .find(|m| m.contains("STATUS=PAUSED"))
+        .unwrap_or_else(|| panic!("no paused STATUS= in {status_lines:?}"));
+    assert!(paused_line.contains("by oncall@"), "{paused_line}");
+    assert!(paused_line.contains("bad Okta import"), "{paused_line}");
+
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cb)
+        .arg("resume")
+        .env_remove("WRITER_SYNC_OKTA_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No signal: a daemon whose last run was paused looks for the resume
+    // every 5 s and syncs at once.
+    let start = Instant::now();
+    while b.metric("writer_sync_runs_total{status=\"ok\"}").await != Some(1.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no run within 20 s of the resume"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.metric("writer_sync_paused").await, Some(0.0));
+    assert_eq!(b.get("/readyz").await.unwrap().1, "ready\n");
+    assert!(!store.dump().await.unwrap().users.is_empty());
+    store.close().await;
+    drop((a, b));
+    s.sim.shutdown().await;
+}

@@ -1365,3 +1365,103 @@ both_kinds!(
         }
     }
 );
+
+// ---------------------------------------------------------------------------
+// Operator controls (SPEC §8) in incremental runs.
+// ---------------------------------------------------------------------------
+
+both_kinds!(
+    a_paused_poll_plans_applies_nothing_and_keeps_the_cursor_until_resume,
+    |kind| async move {
+        let Some(w) = World::new(kind, "paused_poll", "").await else {
+            return;
+        };
+        assert_eq!(w.full().await.status, Status::Ok);
+        let store = &w.ctx.store;
+        let pause = writer_sync::store::Pause::here("looking at an import");
+        store.pause(&pause).await.unwrap();
+        w.sim
+            .org_mut(|o| o.set_user_attr(&w.users[1], "lastName", json!("Changed")))
+            .unwrap();
+        let before = w.dump().await;
+        let cursor = store.event_cursor().await.unwrap();
+        for _ in 0..2 {
+            // Each poll reads the same events again: the cursor stays.
+            let report = ran(w.poll().await);
+            assert_eq!(report.status, Status::Paused, "{:?}", report.error);
+            assert_eq!(report.changes.len(), 1, "planned: {:?}", report.changes);
+            assert!(report.error.unwrap().contains("looking at an import"));
+            assert_eq!(store.event_cursor().await.unwrap(), cursor);
+            let run = &store.recent_runs(1).await.unwrap()[0];
+            assert_eq!(
+                (run.trigger.as_str(), run.status.as_str()),
+                ("events", "paused")
+            );
+            assert!(store.audit_of_run(run.id).await.unwrap().is_empty());
+        }
+        assert_eq!(w.dump().await, before);
+        store.resume(&pause).await.unwrap();
+        let report = ran(w.poll().await);
+        assert_eq!(report.status, Status::Ok, "{:?}", report.error);
+        assert_eq!(report.changes.len(), 1);
+        assert!(w.full_plan().await.is_empty());
+    }
+);
+
+both_kinds!(
+    an_incremental_run_respects_the_deactivation_grace,
+    |kind| async move {
+        let Some(w) = World::new(kind, "grace_poll", "safety.deactivate_after = \"1h\"").await
+        else {
+            return;
+        };
+        assert_eq!(w.full().await.status, Status::Ok);
+        let eng = w.groups["Eng"].clone();
+        let u2 = w.user(2).to_owned();
+        w.sim.org_mut(|o| {
+            o.unassign_user(&u2).unwrap();
+            o.remove_member(&eng, &u2).unwrap();
+        });
+        let mut pending = Vec::new();
+        for outcome in w.settle_reports().await {
+            pending.extend(outcome.pending_deactivations);
+        }
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].okta_id, u2);
+        assert!(w.ctx.store.missing_since().await.unwrap().contains_key(&u2));
+        let dump = w.dump().await;
+        let user = dump["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["okta_id"] == u2.as_str())
+            .unwrap();
+        assert_eq!(user["active"], true, "deactivated within the grace");
+        // A full reconcile agrees: nothing to do within the grace.
+        assert!(w.full_plan().await.is_empty());
+    }
+);
+
+impl World {
+    /// Polls until idle (full reconciles on fallbacks): the reports of the
+    /// incremental runs.
+    async fn settle_reports(&self) -> Vec<Report> {
+        let mut reports = Vec::new();
+        for _ in 0..10 {
+            match self.poll().await.outcome {
+                Outcome::Idle => return reports,
+                Outcome::Fallback { .. } => {
+                    let report = self.full().await;
+                    assert_eq!(report.status, Status::Ok, "{:?}", report.error);
+                    reports.push(report);
+                }
+                Outcome::Ran(report) => {
+                    assert_eq!(report.status, Status::Ok, "{:?}", report.error);
+                    reports.push(*report);
+                }
+                other => panic!("unexpected {}", describe(&other)),
+            }
+        }
+        panic!("the log never settled");
+    }
+}

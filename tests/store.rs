@@ -538,6 +538,7 @@ async fn run_apply(
         lock: None,
         progress: &record,
         cursor: None,
+        missing: None,
     };
     let (applied, result) = apply(store, changes, &opts).await;
     let progress = progress.into_inner().unwrap();
@@ -782,6 +783,7 @@ async fn apply_100k_first_sync_timing() {
             lock: None,
             progress: &|_| {},
             cursor: None,
+            missing: None,
         };
         let started = Instant::now();
         let (applied, result) = apply(&store, &changes, &opts).await;

@@ -43,7 +43,7 @@ use crate::secret::Secret;
 use crate::store::StoreUrl;
 
 pub use self::schedule::CronSchedule;
-pub use self::validate::validate_org_url;
+pub use self::validate::{parse_duration, validate_org_url};
 
 /// Where the config file is read from when neither `--config` nor
 /// `WRITER_SYNC_CONFIG` names one.
@@ -304,6 +304,9 @@ pub struct SafetyConfig {
     pub max_deactivations: u32,
     pub max_deactivations_percent: f64,
     pub max_membership_removals: u32,
+    /// `safety.deactivate_after` (SPEC §8): how long a managed user out of
+    /// scope waits before it is deactivated (zero: at once).
+    pub deactivate_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

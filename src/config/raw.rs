@@ -55,6 +55,7 @@ pub(super) const KNOWN_KEYS: &[&str] = &[
     "safety.max_deactivations",
     "safety.max_deactivations_percent",
     "safety.max_membership_removals",
+    "safety.deactivate_after",
     "log.format",
     "log.level",
     "server.listen",
@@ -289,6 +290,12 @@ pub(super) struct RawSafety {
     pub(super) max_deactivations_percent: f64,
     #[serde(default = "default_max_membership_removals")]
     pub(super) max_membership_removals: i64,
+    #[serde(default = "default_deactivate_after")]
+    pub(super) deactivate_after: String,
+}
+
+fn default_deactivate_after() -> String {
+    "0s".into()
 }
 
 impl Default for RawSafety {
@@ -297,6 +304,7 @@ impl Default for RawSafety {
             max_deactivations: default_max_deactivations(),
             max_deactivations_percent: default_max_deactivations_percent(),
             max_membership_removals: default_max_membership_removals(),
+            deactivate_after: default_deactivate_after(),
         }
     }
 }

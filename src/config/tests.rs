@@ -59,6 +59,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.safety.max_deactivations, 50);
     assert!((c.safety.max_deactivations_percent - 10.0).abs() < f64::EPSILON);
     assert_eq!(c.safety.max_membership_removals, 500);
+    assert_eq!(c.safety.deactivate_after, Duration::ZERO);
     assert_eq!(c.log.format, LogFormat::Json);
     assert_eq!(c.log.level, "info");
     assert_eq!(c.server.listen, None);
@@ -191,6 +192,14 @@ fn every_invalid_value_names_its_key() {
         (
             "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\nmax_membership_removals = -1",
             "safety.max_membership_removals",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\ndeactivate_after = \"soon\"",
+            "safety.deactivate_after",
+        ),
+        (
+            "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[safety]\ndeactivate_after = \"400d\"",
+            "safety.deactivate_after",
         ),
         (
             "[okta]\norg_url = \"https://a.okta.com\"\napp_id=\"0oa1\"\n[log]\nformat = \"xml\"",
@@ -358,6 +367,10 @@ fn durations() {
     assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
     assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
     assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
     assert!(parse_duration("").is_err());
     assert!(parse_duration("s").is_err());
     assert!(parse_duration("3 days").is_err());

@@ -199,6 +199,17 @@ pub(super) fn validate(
     }
     let max_membership_removals = non_negative_u32(raw.safety.max_membership_removals)
         .map_err(|m| invalid("safety.max_membership_removals", m))?;
+    let deactivate_after = parse_duration(&raw.safety.deactivate_after)
+        .map_err(|m| invalid("safety.deactivate_after", m))?;
+    if deactivate_after > Duration::from_secs(365 * 86_400) {
+        return Err(invalid(
+            "safety.deactivate_after",
+            format!(
+                "{:?} is more than a year: an unassigned person would keep access that long",
+                raw.safety.deactivate_after
+            ),
+        ));
+    }
 
     let format = match raw.log.format.as_str() {
         "json" => LogFormat::Json,
@@ -268,6 +279,7 @@ pub(super) fn validate(
             max_deactivations,
             max_deactivations_percent: pct,
             max_membership_removals,
+            deactivate_after,
         },
         log,
         server: ServerConfig { listen },
@@ -477,12 +489,12 @@ fn validate_scopes(raw: RawScopes) -> Result<Vec<String>, String> {
     Ok(scopes)
 }
 
-/// Parses durations like `30s`, `500ms`, `5m`, `1h`, `1m30s`, or a bare
-/// number of seconds.
 /// Smallest `okta.max_response_bytes`: one Okta error body fits easily.
 const MIN_RESPONSE_BYTES: u64 = 4096;
 
-pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
+/// Parses durations like `30s`, `500ms`, `5m`, `1h`, `7d`, `1m30s`, or a
+/// bare number of seconds (the config's durations and `audit --since`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let s = raw.trim();
     if s.is_empty() {
         return Err("empty duration (use e.g. \"30s\")".into());
@@ -515,9 +527,10 @@ pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => {
                 return Err(format!(
-                    "{raw:?} has unknown unit {unit:?} (use ms, s, m or h)"
+                    "{raw:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
                 ));
             }
         };

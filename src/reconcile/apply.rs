@@ -75,6 +75,9 @@ pub struct ApplyOptions<'a> {
     /// batch's transaction (SPEC §7: the cursor moves with the changes its
     /// events led to, or not at all).
     pub cursor: Option<&'a EventCursor>,
+    /// The deactivation grace's records (SPEC §8), written in the last
+    /// batch's transaction.
+    pub missing: Option<&'a crate::model::MissingUpdate>,
 }
 
 /// Applies `changes` in order. Returns how many were applied (committed);
@@ -92,7 +95,11 @@ pub async fn apply(
     let last = ranges.len().saturating_sub(1);
     for (n, range) in ranges.into_iter().enumerate() {
         let batch = &changes[range];
-        let cursor = if n == last { opts.cursor } else { None };
+        let (cursor, missing) = if n == last {
+            (opts.cursor, opts.missing)
+        } else {
+            (None, None)
+        };
         if opts.stop.load(Ordering::SeqCst) {
             return (applied, Err(ApplyError::Stopped { applied }));
         }
@@ -102,7 +109,8 @@ pub async fn apply(
             return (applied, Err(e.into()));
         }
         let views: Vec<ChangeView> = batch.iter().map(change_json).collect();
-        match write_batch(store, batch, &views, opts.run_id, &pacer, &created, cursor).await {
+        let tail = Tail { cursor, missing };
+        match write_batch(store, batch, &views, opts.run_id, &pacer, &created, tail).await {
             Ok(staged) => created.absorb(staged),
             Err(e) => return (applied, Err(e)),
         }
@@ -122,6 +130,12 @@ pub async fn apply(
     (applied, Ok(()))
 }
 
+/// What the last batch's transaction also writes.
+struct Tail<'a> {
+    cursor: Option<&'a EventCursor>,
+    missing: Option<&'a crate::model::MissingUpdate>,
+}
+
 /// Writes and commits one batch; returns the ids it created.
 async fn write_batch(
     store: &Store,
@@ -130,14 +144,17 @@ async fn write_batch(
     run_id: i64,
     pacer: &Pacer,
     created: &NewIds,
-    cursor: Option<&EventCursor>,
+    tail: Tail<'_>,
 ) -> Result<NewIds, ApplyError> {
     let mut tx = store.begin().await?;
     let mut ids = Ids::new(created);
     match write_runs(&mut tx, batch, views, run_id, pacer, &mut ids).await {
         Ok(()) => {
-            if let Some(cursor) = cursor {
+            if let Some(cursor) = tail.cursor {
                 tx.set_event_cursor(cursor).await?;
+            }
+            if let Some(missing) = tail.missing {
+                tx.update_missing(missing).await?;
             }
             tx.commit().await?;
             Ok(ids.staged)

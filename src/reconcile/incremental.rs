@@ -423,11 +423,19 @@ async fn poll_plan_apply(
         }
     };
     let scope_size = scope.len();
-    let plan = crate::reconcile::plan::plan_scoped(
+    let grace = match crate::reconcile::load_grace(config, &ctx.store).await {
+        Ok(grace) => grace,
+        Err(e) => {
+            run.outcome = Outcome::StoreFailed(error_chain(&e));
+            return run;
+        }
+    };
+    let plan = crate::reconcile::plan::plan_with_grace(
         &okta_state,
         &store_state,
         &config.policy(),
         &Scope::Users(scope.clone()),
+        &grace,
     );
     // The skips this plan decided replace those of the users it saw: a
     // user skipped for an email now waits for that email like one the last
@@ -458,9 +466,15 @@ async fn poll_plan_apply(
             run.outcome = Outcome::StoreFailed(error_chain(&e));
             return run;
         }
+        if !plan.missing.is_empty()
+            && let Err(e) = ctx.store.update_missing(&plan.missing).await
+        {
+            tracing::warn!(error = %error_chain(&e), "could not record users missing from scope");
+        }
         let mut report = Report::new(None);
         report.status = Status::Ok;
         report.findings = plan.findings;
+        report.pending_deactivations = plan.pending_deactivations;
         report.counts = crate::model::Counts::tally(&[], plan.skipped, plan.unmanaged);
         report.duration_ms = started.elapsed().as_millis() as u64;
         run.outcome = Outcome::Ran(Box::new(report));

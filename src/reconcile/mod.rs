@@ -6,13 +6,17 @@
 //! `--force`). `run_once` never panics or returns early without a report:
 //! every outcome, including failures, is a [`Report`].
 
+pub mod applies;
 pub mod apply;
+pub mod control;
 pub mod events;
 pub mod guard;
 pub mod incremental;
 pub mod observe;
 pub mod plan;
+pub mod planfile;
 pub mod report;
+pub mod revert;
 pub mod txorder;
 
 use std::sync::Arc;
@@ -43,6 +47,10 @@ pub enum Trigger {
     Events,
     /// A full reconcile an incremental run asked for (SPEC §7 fallback).
     Fallback,
+    /// `writer-sync apply FILE`: a reviewed plan file (SPEC §8).
+    PlanFile,
+    /// `writer-sync revert RUN_ID` (SPEC §8).
+    Revert,
 }
 
 impl Trigger {
@@ -55,6 +63,8 @@ impl Trigger {
             Trigger::Demo => "demo",
             Trigger::Events => "events",
             Trigger::Fallback => "fallback",
+            Trigger::PlanFile => "plan_file",
+            Trigger::Revert => "revert",
         }
     }
 }
@@ -177,6 +187,8 @@ async fn run_inner(ctx: &SyncContext, opts: &RunOptions, started: Instant) -> Re
         duration_ms: started.elapsed().as_millis() as u64,
         planned: 0,
         failure: Some(kind),
+        paused: None,
+        pending_deactivations: Vec::new(),
     };
     let store = &ctx.store;
 
@@ -274,16 +286,27 @@ async fn release(lock: Option<crate::store::SyncLock>) {
     }
 }
 
-async fn observe_plan_apply(
+/// What a full run observed and planned.
+pub(crate) struct Observed {
+    pub okta_state: crate::model::OktaState,
+    pub store_state: crate::model::StoreState,
+    pub plan: Plan,
+    /// The org's findings (the plan's own are in `plan.findings`).
+    pub findings: Vec<crate::model::Finding>,
+    /// When observing started (epoch ms), the System Log cursor's floor.
+    pub observe_started_ms: i64,
+}
+
+/// Observe (Okta and the store at once) and plan: the first half of a full
+/// run, shared with `writer-sync plan -o`. On failure the report says why
+/// and `None` is returned: nothing has been written.
+pub(crate) async fn observe_and_plan(
     ctx: &SyncContext,
     opts: &RunOptions,
-    lock: Option<crate::store::LockCheck>,
-    run_id: Option<i64>,
     started: Instant,
-) -> Report {
+    report: &mut Report,
+) -> Option<Observed> {
     let config = &ctx.config;
-    let mut report = Report::new(run_id);
-
     // Observe: Okta and the store at once; any failure means no plan at all.
     // A stop request while observing ends the run at once: nothing has
     // been written yet, so there is nothing to finish. Events from this
@@ -299,7 +322,7 @@ async fn observe_plan_apply(
         () = stop_requested(&opts.stop) => {
             report.error = Some("stopped by request while reading Okta; nothing was applied".into());
             report.failure = Some(FailureKind::Interrupted);
-            return report;
+            return None;
         }
     };
     let (observed, store_state) = observed;
@@ -311,7 +334,7 @@ async fn observe_plan_apply(
                 error_chain(&e)
             ));
             report.failure = Some(FailureKind::of_okta(&e));
-            return report;
+            return None;
         }
     };
     let store_state = match store_state {
@@ -322,7 +345,7 @@ async fn observe_plan_apply(
                 error_chain(&e)
             ));
             report.failure = Some(FailureKind::of_store(&e));
-            return report;
+            return None;
         }
     };
     let okta_state = observed.state;
@@ -337,10 +360,55 @@ async fn observe_plan_apply(
     );
     observe::log_smaller_pages(&observed.smaller_pages);
 
+    let grace = match load_grace(config, &ctx.store).await {
+        Ok(grace) => grace,
+        Err(e) => {
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            return None;
+        }
+    };
     let planning = Instant::now();
-    let plan = plan::plan(&okta_state, &store_state, &config.policy());
+    let plan = plan::plan_with_grace(
+        &okta_state,
+        &store_state,
+        &config.policy(),
+        &plan::scope::Scope::Full,
+        &grace,
+    );
     let plan_ms = planning.elapsed().as_millis() as u64;
     tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
+    Some(Observed {
+        okta_state,
+        store_state,
+        plan,
+        findings: observed.findings,
+        observe_started_ms,
+    })
+}
+
+async fn observe_plan_apply(
+    ctx: &SyncContext,
+    opts: &RunOptions,
+    lock: Option<crate::store::LockCheck>,
+    run_id: Option<i64>,
+    started: Instant,
+) -> Report {
+    let config = &ctx.config;
+    let mut report = Report::new(run_id);
+    let Some(Observed {
+        okta_state,
+        store_state,
+        plan,
+        findings,
+        observe_started_ms,
+    }) = observe_and_plan(ctx, opts, started, &mut report).await
+    else {
+        return report;
+    };
     let cursor = incremental::full_run_cursor(
         config,
         &okta_state,
@@ -350,24 +418,10 @@ async fn observe_plan_apply(
     );
     drop(store_state);
     drop(okta_state);
-    log_findings(&observed.findings);
-    report.findings = observed.findings;
-    // The deactivations incremental runs applied since the last full
-    // reconcile count against this run's limits too (SPEC §2 over §7).
-    let before = if config.events.enabled() {
-        match ctx.store.event_cursor().await {
-            Ok(previous) => incremental::since_full(previous.as_ref(), config),
-            Err(e) => {
-                report.error = Some(format!(
-                    "reading the store failed, nothing was applied: {}",
-                    error_chain(&e)
-                ));
-                report.failure = Some(FailureKind::of_store(&e));
-                return report;
-            }
-        }
-    } else {
-        guard::SinceFull::default()
+    log_findings(&findings);
+    report.findings = findings;
+    let Some(before) = since_full(ctx, &mut report).await else {
+        return report;
     };
     let report = guard_and_apply(ctx, opts, lock, plan, report, None, before).await;
     if report.status == Status::Ok
@@ -389,10 +443,49 @@ async fn observe_plan_apply(
     report
 }
 
+/// The deactivation grace a plan needs (SPEC §8): the configured
+/// `safety.deactivate_after`, now, and the store's `missing_since` records
+/// (not read when there is no grace).
+pub(crate) async fn load_grace(
+    config: &Config,
+    store: &Store,
+) -> Result<crate::model::Grace, crate::store::StoreError> {
+    let after_ms = i64::try_from(config.safety.deactivate_after.as_millis()).unwrap_or(i64::MAX);
+    if after_ms == 0 {
+        return Ok(crate::model::Grace::default());
+    }
+    Ok(crate::model::Grace {
+        after_ms,
+        now_ms: crate::store::now_ms(),
+        missing_since: store.missing_since().await?,
+    })
+}
+
+/// The deactivations and removals incremental runs applied since the last
+/// full reconcile, which count against a full run's limits too (SPEC §2
+/// over §7); `None` (the report says why) when the store cannot be read.
+pub(crate) async fn since_full(ctx: &SyncContext, report: &mut Report) -> Option<guard::SinceFull> {
+    let config = &ctx.config;
+    if !config.events.enabled() {
+        return Some(guard::SinceFull::default());
+    }
+    match ctx.store.event_cursor().await {
+        Ok(previous) => Some(incremental::since_full(previous.as_ref(), config)),
+        Err(e) => {
+            report.error = Some(format!(
+                "reading the store failed, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            None
+        }
+    }
+}
+
 /// Guard, then apply (or not): the part of a run after its plan, the same
 /// for a full reconcile and an incremental run. `cursor` is written with
 /// the last batch (an incremental run's System Log position).
-async fn guard_and_apply(
+pub(crate) async fn guard_and_apply(
     ctx: &SyncContext,
     opts: &RunOptions,
     lock: Option<crate::store::LockCheck>,
@@ -411,20 +504,71 @@ async fn guard_and_apply(
         changes,
         skipped,
         unmanaged,
+        pending_deactivations,
+        missing,
         ..
     } = plan;
+    report.pending_deactivations = pending_deactivations;
     let changes = txorder::group_new_users(changes);
 
+    // The pause (SPEC §8) is read after the plan, just before applying, so
+    // a `pause` made while this run read Okta still stops it. Unreadable:
+    // nothing is applied (an operator may have asked for no changes).
+    let paused = match ctx.store.pause_state().await {
+        Ok(paused) => paused,
+        Err(e) => {
+            report.counts = Counts::tally(&[], skipped, unmanaged);
+            report.error = Some(format!(
+                "cannot read whether the store is paused, nothing was applied: {}",
+                error_chain(&e)
+            ));
+            report.failure = Some(FailureKind::of_store(&e));
+            return report;
+        }
+    };
     if opts.dry_run {
         report.status = Status::DryRun;
         report.counts = Counts::tally(&changes, skipped, unmanaged);
         report.changes = changes;
-        if !reasons.is_empty() {
+        if let Some(pause) = paused {
+            report.error = Some(format!(
+                "a real run would apply nothing: the store is {}; {}",
+                pause.describe(),
+                report::RESUME_HINT
+            ));
+            report.paused = Some(pause);
+        } else if !reasons.is_empty() {
             report.error = Some(format!(
                 "a real run would be blocked: {}; to apply this plan once, run `writer-sync run --once --force`",
                 reasons.join("; ")
             ));
         }
+        return report;
+    }
+    if let Some(pause) = paused {
+        let mut why = format!(
+            "the store is {}; nothing was applied; {}",
+            pause.describe(),
+            report::RESUME_HINT
+        );
+        if !reasons.is_empty() {
+            why.push_str(&format!(
+                "; the safety guard would block this plan too: {}",
+                reasons.join("; ")
+            ));
+        }
+        tracing::warn!(
+            paused_by = %pause.by,
+            paused_on = %pause.host,
+            reason = %pause.reason,
+            planned = changes.len(),
+            "sync paused: planned and applied nothing"
+        );
+        report.status = Status::Paused;
+        report.counts = Counts::tally(&changes, skipped, unmanaged);
+        report.changes = changes;
+        report.error = Some(why);
+        report.paused = Some(pause);
         return report;
     }
     if !reasons.is_empty() {
@@ -464,6 +608,7 @@ async fn guard_and_apply(
         lock,
         progress: &progress_fn,
         cursor,
+        missing: (!missing.is_empty()).then_some(&missing),
     };
     let applying = Instant::now();
     let (applied, result) = apply(&ctx.store, &changes, &apply_opts).await;
@@ -476,6 +621,15 @@ async fn guard_and_apply(
     changes.truncate(applied);
     report.counts = Counts::tally(&changes, skipped, unmanaged);
     report.changes = changes;
+    if result.is_ok()
+        && report.changes.is_empty()
+        && !missing.is_empty()
+        && let Err(e) = ctx.store.update_missing(&missing).await
+    {
+        // Only bookkeeping: the next run records it again (a later
+        // deactivation, never an earlier one).
+        tracing::warn!(error = %error_chain(&e), "could not record users missing from scope");
+    }
     match result {
         Ok(()) => report.status = Status::Ok,
         Err(e) => {

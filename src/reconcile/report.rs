@@ -10,7 +10,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::{Change, Counts, Finding, Severity, TeamRef, UserAttrs, UserRef};
+use crate::model::{
+    Change, Counts, Finding, PendingDeactivation, Severity, TeamRef, UserAttrs, UserRef,
+};
+use crate::store::Pause;
+
+/// How to end a pause: the `error` of a paused report says it.
+pub const RESUME_HINT: &str = "`writer-sync resume` applies again from the next run";
 
 /// How to proceed from a blocked run: the `error` of its report, its human
 /// summary and its `sync blocked` log line say it.
@@ -29,15 +35,19 @@ pub enum Status {
     /// ended early: what was committed stays, the next run converges. Not
     /// a failure: it is counted apart so it pages nobody.
     Interrupted,
+    /// The store is paused (`writer-sync pause`, SPEC §8): the run observed
+    /// and planned, and applied nothing.
+    Paused,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Ok,
         Status::Failed,
         Status::Blocked,
         Status::DryRun,
         Status::Interrupted,
+        Status::Paused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +57,7 @@ impl Status {
             Status::Blocked => "blocked",
             Status::DryRun => "dry_run",
             Status::Interrupted => "interrupted",
+            Status::Paused => "paused",
         }
     }
 }
@@ -70,6 +81,10 @@ pub struct Report {
     /// for status `interrupted`), as the daemon's next step and the
     /// operator need it; `None` for every other status.
     pub failure: Option<FailureKind>,
+    /// The pause in force (status `paused`; `None` for every other status).
+    pub paused: Option<Pause>,
+    /// Managed users out of scope waiting out `safety.deactivate_after`.
+    pub pending_deactivations: Vec<PendingDeactivation>,
 }
 
 /// What kind of trouble failed a run. The daemon's retry policy
@@ -148,6 +163,12 @@ pub struct JsonReport<'a> {
     changes: ChangesJson<'a>,
     warnings: Vec<&'a str>,
     error: Option<&'a str>,
+    /// Only in a `paused` report: who paused, when and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<&'a Pause>,
+    /// Only with a deactivation grace and users waiting it out.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pending_deactivations: &'a [PendingDeactivation],
 }
 
 struct ChangesJson<'a>(&'a [Change]);
@@ -171,6 +192,8 @@ impl Report {
             duration_ms: 0,
             planned: 0,
             failure: None,
+            paused: None,
+            pending_deactivations: Vec::new(),
         }
     }
 
@@ -189,6 +212,8 @@ impl Report {
             changes: ChangesJson(&self.changes),
             warnings: self.findings.iter().map(|f| f.message.as_str()).collect(),
             error: self.error.as_deref(),
+            paused: self.paused.as_ref(),
+            pending_deactivations: &self.pending_deactivations,
         }
     }
 
@@ -220,6 +245,9 @@ impl Report {
             Status::Interrupted => {
                 format!("sync INTERRUPTED by a stop request after applying {counts_text}")
             }
+            Status::Paused => {
+                format!("sync PAUSED, nothing applied: plan had {counts_text}")
+            }
         };
         let _ = writeln!(out, "{headline}");
         let _ = writeln!(
@@ -238,7 +266,7 @@ impl Report {
         if !self.changes.is_empty() {
             let verb = match self.status {
                 Status::Ok | Status::Failed | Status::Interrupted => "applied",
-                Status::DryRun | Status::Blocked => "planned",
+                Status::DryRun | Status::Blocked | Status::Paused => "planned",
             };
             let _ = writeln!(out, "changes {verb}:");
             for change in &self.changes {
@@ -265,6 +293,11 @@ impl Report {
 }
 
 /// One change rendered for the report, the logs and the audit log.
+///
+/// `before`/`after` (the audit row) also name the rows the change touched
+/// (`user_id`, `team_id`, `okta_id`, or the `team_ref`/`user_ref` of a
+/// membership of a user or team created in the same run), so that
+/// `writer-sync revert` can build the inverse from the audit log alone.
 pub struct ChangeView {
     /// What the change is about: an email, a team name, or `email in team`.
     pub target: String,
@@ -285,6 +318,14 @@ fn attrs_json(a: &UserAttrs) -> Value {
         "last_name": a.last_name,
         "display_name": a.display_name,
     })
+}
+
+/// `attrs` with the keys of `ids` added.
+fn with_ids(mut attrs: Value, ids: Value) -> Value {
+    if let (Value::Object(a), Value::Object(i)) = (&mut attrs, ids) {
+        a.extend(i);
+    }
+    attrs
 }
 
 fn user_ref(r: &UserRef) -> Value {
@@ -323,7 +364,7 @@ pub fn change_json(change: &Change) -> ChangeView {
             target: name.clone(),
             detail: json!({"action": action, "team": name, "team_id": team_id, "okta_group_id": okta_group_id}),
             before: Some(json!({"okta_group_id": null})),
-            after: Some(json!({"okta_group_id": okta_group_id})),
+            after: Some(json!({"okta_group_id": okta_group_id, "team_id": team_id})),
             summary: format!("{name} -> Okta group {okta_group_id}"),
         },
         Change::CreateUser { okta_id, attrs } => ChangeView {
@@ -345,7 +386,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "okta_id": okta_id, "previous_okta_id": previous_okta_id,
             }),
             before: Some(json!({"okta_id": previous_okta_id})),
-            after: Some(json!({"okta_id": okta_id})),
+            after: Some(json!({"okta_id": okta_id, "user_id": user_id})),
             summary: match previous_okta_id {
                 Some(prev) => format!("{email} relinked {prev} -> {okta_id} (rehire)"),
                 None => format!("{email} -> {okta_id}"),
@@ -375,7 +416,10 @@ pub fn change_json(change: &Change) -> ChangeView {
                     "before": attrs_json(before), "after": attrs_json(after),
                 }),
                 before: Some(attrs_json(before)),
-                after: Some(attrs_json(after)),
+                after: Some(with_ids(
+                    attrs_json(after),
+                    json!({"user_id": user_id, "okta_id": okta_id}),
+                )),
                 summary: format!("{} ({okta_id}): {}", after.email, diff.join(", ")),
             }
         }
@@ -387,7 +431,7 @@ pub fn change_json(change: &Change) -> ChangeView {
             target: email.clone(),
             detail: json!({"action": action, "email": email, "user_id": user_id, "okta_id": okta_id}),
             before: Some(json!({"active": false})),
-            after: Some(json!({"active": true})),
+            after: Some(json!({"active": true, "user_id": user_id, "okta_id": okta_id})),
             summary: format!("{email} ({okta_id})"),
         },
         Change::DeactivateUser {
@@ -401,7 +445,9 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "action": action, "email": email, "user_id": user_id, "okta_id": okta_id, "reason": reason,
             }),
             before: Some(json!({"active": true})),
-            after: Some(json!({"active": false, "reason": reason})),
+            after: Some(json!({
+                "active": false, "reason": reason, "user_id": user_id, "okta_id": okta_id,
+            })),
             summary: format!(
                 "{email} ({okta_id}): {}",
                 serde_json::to_value(reason)
@@ -423,7 +469,9 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "team_ref": team_ref(team), "user_ref": user_ref(user),
             }),
             before: None,
-            after: Some(json!({"role": role})),
+            after: Some(
+                json!({"role": role, "team_ref": team_ref(team), "user_ref": user_ref(user)}),
+            ),
             summary: format!("{email} -> {team_name} as {role}"),
         },
         Change::RemoveMembership {
@@ -438,7 +486,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "action": action, "team": team_name, "email": email, "role": role,
                 "team_id": team_id, "user_id": user_id,
             }),
-            before: Some(json!({"role": role})),
+            before: Some(json!({"role": role, "team_id": team_id, "user_id": user_id})),
             after: None,
             summary: format!("{email} out of {team_name} (was {role})"),
         },
@@ -456,7 +504,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 "team_id": team_id, "user_id": user_id,
             }),
             before: Some(json!({"role": from})),
-            after: Some(json!({"role": to})),
+            after: Some(json!({"role": to, "team_id": team_id, "user_id": user_id})),
             summary: format!("{email} in {team_name}: {from} -> {to}"),
         },
     }

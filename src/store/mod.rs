@@ -4,10 +4,11 @@
 //!
 //! Files: `mod.rs` (connect, migrations, errors), `state.rs` (the state the
 //! planner reads), `tx.rs` (every write, with its audit row), `runs.rs` (run
-//! records, the audit log read back, sync state), `lock.rs` (one sync at a
-//! time), `schema.rs` (an emptied store migrated again under the lock),
-//! `space.rs` (room for an apply on SQLite),
-//! `dump.rs` (`store dump` / `store load`), `url.rs` (`store.url`).
+//! records, the audit log read back, sync state), `control.rs` (the pause of
+//! SPEC §8 and its events), `audit.rs` (`writer-sync audit`), `lock.rs` (one
+//! sync at a time), `schema.rs` (an emptied store migrated again under the
+//! lock), `space.rs` (room for an apply on SQLite), `dump.rs` (`store dump` /
+//! `store load`), `url.rs` (`store.url`).
 //!
 //! Invariant: all SQL of the product lives in this module,
 //! always parameterized, portable between the two backends through sqlx's
@@ -16,6 +17,8 @@
 //! inside a [`StoreTx`], so every change and its audit row commit or roll
 //! back together. Migrations run on connect.
 
+pub mod audit;
+mod control;
 mod cursor;
 pub mod dump;
 mod lock;
@@ -35,6 +38,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, SqlSafeStr};
 
+pub use self::control::{ControlEvent, Pause, PauseOutcome};
 pub use self::cursor::EventCursor;
 pub use self::lock::{LockCheck, SyncLock};
 pub use self::runs::{AuditRecord, RunRecord};
@@ -164,12 +168,18 @@ impl fmt::Debug for Store {
 fn migrator(backend: Backend) -> Migrator {
     // (version, name, SQLite, PostgreSQL): one list, so both dialects always
     // carry the same migrations.
-    let migrations: [(i64, &str, &str, &str); 2] = [
+    let migrations: [(i64, &str, &str, &str); 3] = [
         (
             1,
             "init",
             include_str!("../../migrations/sqlite/0001_init.sql"),
             include_str!("../../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "missing_since",
+            include_str!("../../migrations/sqlite/0002_missing_since.sql"),
+            include_str!("../../migrations/postgres/0002_missing_since.sql"),
         ),
         (
             4,

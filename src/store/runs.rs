@@ -93,21 +93,23 @@ impl Store {
         .await
         .map_err(query_err("read runs"))?;
         rows.iter()
-            .map(|r| -> Result<RunRecord, sqlx::Error> {
-                let counts: Option<String> = r.try_get("counts")?;
-                Ok(RunRecord {
-                    id: r.try_get("id")?,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                    trigger: r.try_get("run_trigger")?,
-                    status: r.try_get("status")?,
-                    counts: counts.and_then(|c| serde_json::from_str(&c).ok()),
-                    error: r.try_get("error")?,
-                    holder: r.try_get("holder")?,
-                })
-            })
+            .map(decode_run)
             .collect::<Result<Vec<_>, _>>()
             .map_err(query_err("decode runs"))
+    }
+
+    /// One run by id (`None` when there is no such run).
+    pub async fn run_record(&self, run_id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, started_at, finished_at, run_trigger, status, counts, error, holder FROM sync_runs WHERE id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(query_err("read run"))?;
+        row.map(|r| decode_run(&r))
+            .transpose()
+            .map_err(query_err("decode run"))
     }
 
     /// Audit rows of one run, in order (for tests and investigations).
@@ -159,6 +161,20 @@ impl Store {
         .map(|_| ())
         .map_err(query_err("write sync state"))
     }
+}
+
+fn decode_run(r: &sqlx::any::AnyRow) -> Result<RunRecord, sqlx::Error> {
+    let counts: Option<String> = r.try_get("counts")?;
+    Ok(RunRecord {
+        id: r.try_get("id")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        trigger: r.try_get("run_trigger")?,
+        status: r.try_get("status")?,
+        counts: counts.and_then(|c| serde_json::from_str(&c).ok()),
+        error: r.try_get("error")?,
+        holder: r.try_get("holder")?,
+    })
 }
 
 fn decode_audit(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AuditRecord>, StoreError> {

@@ -11,7 +11,7 @@ use sqlx::Row;
 use crate::store::{Backend, Store, StoreError, migrator, query_err};
 
 /// Every table the migrations create.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "users",
     "teams",
     "memberships",
@@ -20,6 +20,7 @@ const TABLES: [&str; 8] = [
     "sync_state",
     "sync_lock",
     "event_cursor",
+    "missing_since",
 ];
 
 /// What a schema check found.
@@ -93,5 +94,34 @@ impl Store {
                 source,
             })?;
         Ok(SchemaCheck::Recreated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TABLES;
+
+    /// The check knows every table the migrations create (both dialects).
+    #[test]
+    fn the_checked_tables_are_the_migrations_tables() {
+        for dialect in ["sqlite", "postgres"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dialect);
+            let mut created: Vec<String> = Vec::new();
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let sql = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+                created.extend(sql.split("CREATE TABLE ").skip(1).map(|rest| {
+                    rest.split(|c: char| c.is_whitespace() || c == '(')
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                }));
+            }
+            created.sort();
+            let mut known: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+            known.sort();
+            assert_eq!(created, known, "{dialect}");
+        }
     }
 }

@@ -9,9 +9,8 @@ use std::process::Command;
 use crate::support::repo_file;
 
 /// Metrics the rules use that another part of the product exports: the
-/// `up` series is Prometheus' own; `writer_sync_paused` comes with the
-/// operator controls (`writer-sync pause`, SPEC §8).
-const NOT_OURS: [&str; 2] = ["up", "writer_sync_paused"];
+/// `up` series is Prometheus' own.
+const NOT_OURS: [&str; 1] = ["up"];
 
 fn promtool(args: &[&str]) -> std::process::Output {
     Command::new("promtool")

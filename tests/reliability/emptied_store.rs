@@ -12,7 +12,7 @@ use writer_sync::reconcile::report::Status;
 
 use crate::{Limits, common, config_text, context, dump, parse_config, sync};
 
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "memberships",
     "audit_log",
     "sync_runs",
@@ -21,6 +21,7 @@ const TABLES: [&str; 9] = [
     "sync_state",
     "sync_lock",
     "event_cursor",
+    "missing_since",
     "_sqlx_migrations",
 ];
 
@@ -77,7 +78,7 @@ both_kinds!(
         assert_eq!(runs.len(), 1, "{runs:?}");
 
         // Dropped without its migration history: the same.
-        drop_tables(kind, &db.config_url, &TABLES[..8]).await;
+        drop_tables(kind, &db.config_url, &TABLES[..9]).await;
         let third = sync(&ctx).await;
         assert_eq!(third.status, Status::Ok, "{:?}", third.error);
         assert_eq!(dump(&ctx.store).await, synced);

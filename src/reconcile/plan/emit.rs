@@ -10,7 +10,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Change, DeactivationReason, Plan, Role, TeamRef, UserRef};
+use crate::model::{
+    Change, DeactivationReason, MissingUpdate, PendingDeactivation, Plan, Role, TeamRef, UserRef,
+};
 use crate::reconcile::plan::index::prefix_u64;
 use crate::reconcile::plan::teams::TeamPhase;
 use crate::reconcile::plan::users::{Owner, Target};
@@ -103,6 +105,7 @@ impl<'a> Planner<'a> {
                 Some((self.okta_id(i).to_string(), wanted.key.to_string()))
             })
             .collect();
+        let (pending_deactivations, missing) = self.grace_records(&owners);
         Detailed {
             plan: Plan {
                 changes,
@@ -113,9 +116,68 @@ impl<'a> Planner<'a> {
                 okta_users_in_scope: n,
                 scoped: self.observed.is_some(),
                 email_skips,
+                pending_deactivations,
+                missing,
             },
             skipped_okta_ids,
         }
+    }
+
+    /// Rule 6a's records: the users waiting out the grace (with a warning
+    /// each), the Okta ids newly missing, and the recorded ones that no
+    /// longer wait (seen by this plan, not waiting). Nothing without a grace.
+    fn grace_records(&mut self, owners: &[Owner]) -> (Vec<PendingDeactivation>, MissingUpdate) {
+        let grace = self.grace;
+        let mut pending = Vec::new();
+        let mut missing = MissingUpdate::default();
+        if grace.after_ms == 0 {
+            return (pending, missing);
+        }
+        let mut waiting = BTreeSet::new();
+        for (s, _) in owners
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| **o == Owner::Waiting)
+        {
+            let user = self.users[s];
+            let Some(okta_id) = user.okta_id.as_deref() else {
+                continue;
+            };
+            let since = match grace.missing_since.get(okta_id) {
+                Some(&since) => since,
+                None => {
+                    missing.start.push((okta_id.to_owned(), grace.now_ms));
+                    grace.now_ms
+                }
+            };
+            waiting.insert(okta_id);
+            pending.push(PendingDeactivation {
+                user_id: user.id,
+                okta_id: okta_id.to_owned(),
+                email: user.email.clone(),
+                missing_since: since,
+                deactivate_at: since.saturating_add(grace.after_ms),
+            });
+        }
+        pending.sort_by(|a, b| (&a.email, &a.okta_id).cmp(&(&b.email, &b.okta_id)));
+        missing.start.sort();
+        for p in &pending {
+            let at = chrono::DateTime::from_timestamp_millis(p.deactivate_at)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            self.warn(format!(
+                "{} (Okta user {}) is no longer in scope; deactivated at {at} unless it \
+                 comes back (safety.deactivate_after)",
+                p.email, p.okta_id
+            ));
+        }
+        missing.clear = grace
+            .missing_since
+            .keys()
+            .filter(|id| self.is_observed(id) && !waiting.contains(id.as_str()))
+            .cloned()
+            .collect();
+        (pending, missing)
     }
 
     /// An active, not skipped Okta user with a Writer user to become.
@@ -188,7 +250,7 @@ impl<'a> Planner<'a> {
                     continue;
                 };
                 match owners[s] {
-                    Owner::Unmanaged | Owner::Skipped | Owner::Unobserved => {}
+                    Owner::Unmanaged | Owner::Skipped | Owner::Unobserved | Owner::Waiting => {}
                     Owner::Active(i) if stamp[i] == wanted => {
                         stamp[i] = found;
                         let to = self.okta[i].role;

@@ -315,6 +315,7 @@ impl<'a> Planner<'a> {
                 Scope::Full => None,
                 Scope::Users(ids) => Some(ids),
             },
+            grace: &super::NO_GRACE,
         }
     }
 }

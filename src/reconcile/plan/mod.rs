@@ -43,6 +43,10 @@
 //!   name then email, updates in chain order then by new email.
 //! - Guard: the percent check only applies when something is deactivated; a
 //!   percent limit that is not a number blocks (fail closed).
+//! - Rule 6a, the deactivation grace (`plan_with_grace`): a managed user
+//!   that only left scope waits `Grace::after_ms` from the recorded
+//!   `missing_since` (now when none) and is hands off meanwhile, memberships
+//!   included; an Okta user that is in scope but inactive never waits.
 //! - Hash maps use a fixed, std-only hasher: no random seed, and fast enough
 //!   for 100,000 users. Nothing depends on map iteration order.
 //!
@@ -67,6 +71,8 @@ mod users;
 pub mod values;
 
 #[cfg(test)]
+mod grace_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -75,7 +81,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use crate::model::{
-    Finding, OktaState, Plan, Policy, Role, Severity, StoreState, StoreTeam, StoreUser,
+    Finding, Grace, OktaState, Plan, Policy, Role, Severity, StoreState, StoreTeam, StoreUser,
 };
 use crate::reconcile::plan::index::{Holders, IdIndex, Map};
 use crate::reconcile::plan::scope::Scope;
@@ -100,6 +106,21 @@ pub fn plan_scoped(okta: &OktaState, store: &StoreState, policy: &Policy, scope:
     plan_in(okta, store, policy, scope).plan
 }
 
+/// [`plan`] or [`plan_scoped`] with a deactivation grace (SPEC §8
+/// `safety.deactivate_after`): managed users that left scope less than
+/// `grace.after_ms` ago are left as they are and listed in
+/// `Plan::pending_deactivations`; `Plan::missing` says what to record.
+/// With `after_ms = 0` the plan is exactly [`plan`]'s.
+pub fn plan_with_grace(
+    okta: &OktaState,
+    store: &StoreState,
+    policy: &Policy,
+    scope: &Scope,
+    grace: &Grace,
+) -> Plan {
+    plan_graced(okta, store, policy, scope, grace).plan
+}
+
 /// The plan plus what the tests need to check it.
 struct Detailed {
     plan: Plan,
@@ -111,10 +132,22 @@ fn plan_detailed(okta: &OktaState, store: &StoreState, policy: &Policy) -> Detai
     plan_in(okta, store, policy, &Scope::Full)
 }
 
-/// The phases, in order.
+/// Without a deactivation grace.
 fn plan_in(okta: &OktaState, store: &StoreState, policy: &Policy, scope: &Scope) -> Detailed {
+    plan_graced(okta, store, policy, scope, &NO_GRACE)
+}
+
+/// The phases, in order.
+fn plan_graced(
+    okta: &OktaState,
+    store: &StoreState,
+    policy: &Policy,
+    scope: &Scope,
+    grace: &Grace,
+) -> Detailed {
     // Rules 14/15: sorted, deduplicated inputs and their indexes (index.rs).
     let mut p = Planner::new(okta, store, policy, scope);
+    p.grace = grace;
     // SPEC §1.2, in order: who is skipped, what each Okta user becomes, which
     // email changes collide or go round in cycles (users.rs).
     p.skip_unusable_emails();
@@ -172,7 +205,16 @@ struct Planner<'a> {
     skipped_groups: usize,
     /// `Some` in a scoped plan: the Okta ids read again.
     observed: Option<&'a BTreeSet<String>>,
+    /// The deactivation grace (none unless `plan_with_grace`).
+    grace: &'a Grace,
 }
+
+/// No deactivation grace: what [`plan`] and [`plan_scoped`] use.
+static NO_GRACE: Grace = Grace {
+    after_ms: 0,
+    now_ms: 0,
+    missing_since: std::collections::BTreeMap::new(),
+};
 
 impl<'a> Planner<'a> {
     /// Whether this plan saw Okta user `okta_id` (always, in a full plan).

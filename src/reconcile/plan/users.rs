@@ -42,6 +42,9 @@ pub(super) enum Owner {
     Unmanaged,
     /// Linked to a skipped Okta user: hands off.
     Skipped,
+    /// Out of scope within the deactivation grace (SPEC §8
+    /// `safety.deactivate_after`): hands off until it ends.
+    Waiting,
     /// Linked to this active, not skipped Okta user (entry index).
     Active(usize),
     /// Linked to an Okta user that is inactive or not in scope.
@@ -414,6 +417,20 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Rule 6a (the deactivation grace): an active managed user whose Okta
+    /// user merely left scope waits `safety.deactivate_after` from when a
+    /// run first saw it missing (now, when none did yet). Explicitly
+    /// inactive Okta users never wait.
+    fn waits(&self, s: usize, okta_id: &str) -> bool {
+        let grace = self.grace;
+        grace.after_ms > 0
+            && self.users[s].active
+            && grace
+                .missing_since
+                .get(okta_id)
+                .is_none_or(|&since| grace.now_ms.saturating_sub(since) < grace.after_ms)
+    }
+
     pub(super) fn owner_of(&self, s: usize) -> Owner {
         if let Some(&i) = self.owner.get(&s).filter(|&&i| !self.skipped[i]) {
             return Owner::Active(i);
@@ -422,6 +439,7 @@ impl<'a> Planner<'a> {
             None => Owner::Unmanaged,
             Some(okta_id) => match self.user_okta[s] {
                 None if !self.is_observed(okta_id) => Owner::Unobserved,
+                None if self.waits(s, okta_id) => Owner::Waiting,
                 None => Owner::Gone(DeactivationReason::NotInScope),
                 // An inactive Okta user is deactivated through its id link
                 // even when skipped (its email is unusable or shared): the
