@@ -81,26 +81,55 @@ fn open_files_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
-/// The open connections, oldest first; admitting one past the cap closes
-/// the oldest, so idle clients cannot keep a new one (`/healthz`) out.
+/// The open connections, oldest first, and one permit per connection
+/// (held until its socket is closed); a connection past the cap closes the
+/// oldest and waits for its permit, so idle clients cannot keep a new one
+/// (`/healthz`) out and never hold more than `cap` descriptors.
 struct Slots {
     cap: usize,
+    permits: Arc<tokio::sync::Semaphore>,
     open: std::sync::Mutex<std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>>,
 }
 
 impl Slots {
-    fn admit(&self, id: u64) -> Arc<tokio::sync::Notify> {
-        let close = Arc::new(tokio::sync::Notify::new());
-        let mut open = self
+    fn new(cap: usize) -> Slots {
+        Slots {
+            cap,
+            permits: Arc::new(tokio::sync::Semaphore::new(cap)),
+            open: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// A permit for one more connection: at once below the cap, else after
+    /// the oldest connection was told to close and has closed.
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            return permit;
+        }
+        self.close_oldest();
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    fn close_oldest(&self) {
+        let oldest = self
             .open
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while open.len() >= self.cap {
-            if let Some((_, oldest)) = open.pop_front() {
-                oldest.notify_one();
-            }
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        if let Some((_, close)) = oldest {
+            close.notify_one();
         }
-        open.push_back((id, Arc::clone(&close)));
+    }
+
+    fn admit(&self, id: u64) -> Arc<tokio::sync::Notify> {
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back((id, Arc::clone(&close)));
         close
     }
 
@@ -127,10 +156,7 @@ pub async fn start(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(health);
-    let slots = Arc::new(Slots {
-        cap: connection_cap(open_files_limit()),
-        open: std::sync::Mutex::new(std::collections::VecDeque::new()),
-    });
+    let slots = Arc::new(Slots::new(connection_cap(open_files_limit())));
     tracing::info!(listen = %bound, max_connections = slots.cap, "serving /healthz /readyz /metrics");
     Ok(tokio::spawn(serve(listener, app, slots)))
 }
@@ -152,6 +178,7 @@ async fn serve(listener: tokio::net::TcpListener, app: Router, slots: Arc<Slots>
                 continue;
             }
         };
+        let permit = slots.permit().await;
         next_id += 1;
         let id = next_id;
         let close = slots.admit(id);
@@ -165,7 +192,10 @@ async fn serve(listener: tokio::net::TcpListener, app: Router, slots: Arc<Slots>
                 _ = conn => {}
                 () = close.notified() => {}
             }
+            // The socket is closed (the connection dropped): its permit
+            // goes back.
             slots.leave(id);
+            drop(permit);
         });
     }
 }
@@ -295,27 +325,35 @@ mod tests {
     }
 
     #[test]
-    fn admitting_past_the_cap_closes_the_oldest() {
-        let slots = Slots {
-            cap: 2,
-            open: std::sync::Mutex::new(std::collections::VecDeque::new()),
-        };
-        let first = slots.admit(1);
-        let _second = slots.admit(2);
-        let _third = slots.admit(3);
-        let ids: Vec<u64> = slots.open.lock().unwrap().iter().map(|(i, _)| *i).collect();
-        assert_eq!(ids, [2, 3]);
-        // The oldest was told to close (a stored permit: it completes now).
+    fn a_connection_past_the_cap_closes_the_oldest_and_waits_for_it() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .unwrap();
         rt.block_on(async {
+            let slots = Arc::new(Slots::new(2));
+            let (p1, p2) = (slots.permit().await, slots.permit().await);
+            let first = slots.admit(1);
+            let _second = slots.admit(2);
+            // The third waits until the oldest has closed.
+            let waiting = tokio::spawn({
+                let slots = Arc::clone(&slots);
+                async move { slots.permit().await }
+            });
             tokio::time::timeout(Duration::from_secs(1), first.notified())
                 .await
-                .expect("the oldest connection is closed");
+                .expect("the oldest connection is told to close");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(!waiting.is_finished(), "no permit before it closed");
+            slots.leave(1);
+            drop(p1);
+            let p3 = tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .expect("a permit once the oldest closed")
+                .unwrap();
+            let ids: Vec<u64> = slots.open.lock().unwrap().iter().map(|(i, _)| *i).collect();
+            assert_eq!(ids, [2]);
+            drop((p2, p3));
         });
-        slots.leave(3);
-        assert_eq!(slots.open.lock().unwrap().len(), 1);
     }
 }
