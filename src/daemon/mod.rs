@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Config, ConfigEnv, CronSchedule};
+use crate::config::{self, Config, ConfigEnv};
 use crate::metrics::Metrics;
 use crate::okta::OktaClient;
 use crate::reconcile::events::FallbackReason;
@@ -26,6 +26,14 @@ use crate::server::{self, Health};
 use crate::store::Store;
 use crate::systemd;
 use crate::telemetry::LogHandle;
+
+mod policy;
+mod status;
+
+pub use policy::{NextStep, failure_backoff, next_run_after, next_step};
+use policy::{next_tick, unready_after};
+use status::shorten;
+pub use status::{reload_refused_status, status_line};
 
 /// How long a graceful shutdown waits for the current run's batch to commit
 /// before giving up and exiting anyway.
@@ -75,41 +83,6 @@ enum Event {
     /// While the last run was paused: time to look whether the store was
     /// resumed (one store read, no Okta request).
     ResumeCheck,
-}
-
-/// What the loop does after a run, decided by [`next_step`] from the run's
-/// outcome alone (kube-rs's `error_policy`: scheduling is data returned by a
-/// small pure function, not a side effect of the run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NextStep {
-    /// The run did its job (or was blocked, which only a person can lift):
-    /// run at the next tick, or at once when ticks passed during the run.
-    CatchUp,
-    /// Run at the next tick, without catching up on ticks that passed:
-    /// another instance held the lock (it did the work), or the trouble is
-    /// a credential or configuration problem that retrying cannot fix (a
-    /// config reload runs at once instead).
-    NextTick,
-    /// Transient trouble: run at the first tick after this backoff.
-    Backoff(Duration),
-}
-
-/// The daemon's failure policy. `transient_failures` counts the consecutive
-/// transient failures including this run's. A 503 or an unreachable store
-/// backs off (30 s doubling to 30 min, at ticks); a 401/403 or a bad config
-/// does not escalate and does not retry early: every tick tries again (and
-/// logs the error), and reloading the config retries at once.
-pub fn next_step(failure: Option<FailureKind>, transient_failures: u32) -> NextStep {
-    match failure {
-        None => NextStep::CatchUp,
-        Some(FailureKind::Transient) => NextStep::Backoff(failure_backoff(transient_failures)),
-        Some(
-            FailureKind::Credential
-            | FailureKind::Configuration
-            | FailureKind::LockHeld
-            | FailureKind::Interrupted,
-        ) => NextStep::NextTick,
-    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT. `config` is already validated.
@@ -638,39 +611,6 @@ async fn reload(
     Ok((new, store))
 }
 
-fn next_tick(schedule: &CronSchedule, now: DateTime<Utc>) -> DateTime<Utc> {
-    schedule
-        .next_after(now)
-        .unwrap_or_else(|| now + chrono::Duration::days(365))
-}
-
-/// Backoff after `failures` consecutive failed runs: 30 s, 1, 2, 4 … min,
-/// at most 30 min.
-pub fn failure_backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(6);
-    Duration::from_secs((30u64 << exp).min(1800))
-}
-
-/// When to run next: the next cron tick, but after consecutive failures not
-/// before the backoff has passed (the first tick at or after it).
-pub fn next_run_after(schedule: &CronSchedule, now: DateTime<Utc>, failures: u32) -> DateTime<Utc> {
-    if failures == 0 {
-        return next_tick(schedule, now);
-    }
-    let not_before =
-        now + chrono::Duration::from_std(failure_backoff(failures)).unwrap_or_default();
-    next_tick(schedule, not_before - chrono::Duration::seconds(1))
-}
-
-/// Three schedule periods (measured between the next two ticks), at least
-/// one minute.
-fn unready_after(schedule: &CronSchedule) -> Duration {
-    let now = Utc::now();
-    let a = next_tick(schedule, now);
-    let b = next_tick(schedule, a);
-    ((b - a).to_std().unwrap_or(Duration::from_secs(600)) * 3).max(Duration::from_secs(60))
-}
-
 fn describe_next(config: &Config, now: DateTime<Utc>) -> String {
     if config.sync.run_on_start {
         "now".into()
@@ -689,80 +629,6 @@ pub const RESUME_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a paused daemon polls the System Log at most (SPEC §8): each
 /// such poll reads the events the pause holds back again.
 pub const PAUSED_POLL_INTERVAL: Duration = Duration::from_secs(300);
-
-/// The systemd STATUS= line after a run, e.g.
-/// `last run ok 12:00:03, +3 users, 1 deactivated`, or when paused
-/// `PAUSED by alice@ops1 since 2026-… UTC: reason; last run 12:00:03
-/// planned 3 changes, applied nothing`.
-pub fn status_line(report: &Report, now: DateTime<Utc>) -> String {
-    if let (Status::Paused, Some(pause)) = (report.status, &report.paused) {
-        return format!(
-            "PAUSED {}; last run {} planned {} changes, applied nothing",
-            // Escaped: STATUS= is one line of the notify protocol, and
-            // the reason must not add assignments (`\nREADY=1`).
-            shorten(
-                &crate::telemetry::escape_message(pause.describe().trim_start_matches("paused ")),
-                160
-            ),
-            now.format("%H:%M:%S"),
-            report.planned
-        );
-    }
-    let c = &report.counts;
-    let mut parts = Vec::new();
-    if c.users_created > 0 {
-        parts.push(format!("+{} users", c.users_created));
-    }
-    if c.users_deactivated > 0 {
-        parts.push(format!("{} deactivated", c.users_deactivated));
-    }
-    if c.users_reactivated > 0 {
-        parts.push(format!("{} reactivated", c.users_reactivated));
-    }
-    if c.users_updated > 0 {
-        parts.push(format!("{} updated", c.users_updated));
-    }
-    let memberships = c.memberships_added + c.memberships_removed + c.roles_changed;
-    if memberships > 0 {
-        parts.push(format!("{memberships} membership changes"));
-    }
-    if parts.is_empty() {
-        parts.push("no changes".into());
-    }
-    let status = if report.lock_busy() {
-        "skipped (lock held elsewhere)"
-    } else {
-        report.status.as_str()
-    };
-    let mut line = format!(
-        "last run {status} {}, {}",
-        now.format("%H:%M:%S"),
-        parts.join(", ")
-    );
-    if let Some(e) = &report.error {
-        line.push_str(&format!(" — {}", shorten(e, 120)));
-    }
-    line
-}
-
-/// The systemd STATUS= line when a reload was refused, e.g. `config reload
-/// refused, running the old config: /etc/writer-sync/config.toml:
-/// sync.schedule: …` (the reason cut to 160 characters).
-pub fn reload_refused_status(why: &str) -> String {
-    format!(
-        "config reload refused, running the old config: {}",
-        shorten(why, 160)
-    )
-}
-
-/// `text` cut to `max` characters, with `…` when cut.
-fn shorten(text: &str, max: usize) -> String {
-    let mut short: String = text.chars().take(max).collect();
-    if short.len() < text.len() {
-        short.push('…');
-    }
-    short
-}
 
 fn panicked_report(message: String) -> Report {
     Report {
@@ -783,6 +649,7 @@ fn panicked_report(message: String) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CronSchedule;
 
     fn t(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
