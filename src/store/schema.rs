@@ -54,20 +54,37 @@ impl Store {
             > 0)
     }
 
-    /// Checks the store still has its tables; when all of them are gone,
-    /// runs the migrations again (logging a WARN). Call only under the sync
-    /// lock.
-    pub(super) async fn restore_schema_if_missing(&self) -> Result<SchemaCheck, StoreError> {
+    async fn missing_tables(&self) -> Result<Vec<&'static str>, StoreError> {
         let mut missing = Vec::new();
         for table in TABLES {
             if !self.table_exists(table).await? {
                 missing.push(table);
             }
         }
+        Ok(missing)
+    }
+
+    /// Checks the store still has its tables; when all of them are gone,
+    /// runs the migrations again (logging a WARN). Call only under the sync
+    /// lock.
+    pub(super) async fn restore_schema_if_missing(&self) -> Result<SchemaCheck, StoreError> {
+        let mut missing = self.missing_tables().await?;
         if missing.is_empty() {
             return Ok(SchemaCheck::Present);
         }
         if missing.len() < TABLES.len() {
+            // Another process may be migrating this store right now (its
+            // connect is not under the sync lock): give its migrations a
+            // few seconds to commit, then look again.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !missing.is_empty() && std::time::Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                missing = self.missing_tables().await?;
+            }
+            missing = self.missing_tables().await?;
+            if missing.is_empty() {
+                return Ok(SchemaCheck::Present);
+            }
             return Err(StoreError::SchemaDamaged {
                 location: self.location.clone(),
                 missing: missing.join(", "),
