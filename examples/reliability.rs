@@ -389,6 +389,19 @@ struct RunResult {
     observed_at: Option<Instant>,
     finished_at: Option<Instant>,
     kill_delay: Option<Duration>,
+    spawned: Instant,
+}
+
+impl RunResult {
+    /// Refused because another run holds the sync lock.
+    fn lock_refused(&self) -> bool {
+        !self.killed && self.code == Some(1) && self.stdout.contains("holds the sync lock")
+    }
+
+    /// Spawn to the `observed` event: how long the run took to start.
+    fn start_delay(&self) -> Option<Duration> {
+        self.observed_at.map(|at| at.duration_since(self.spawned))
+    }
 }
 
 /// Runs `writer-sync run --once --json`; when `kill_after` is set, sends
@@ -400,6 +413,7 @@ fn run_once(
     token: &str,
     kill_after: Option<Duration>,
 ) -> Res<RunResult> {
+    let spawned = Instant::now();
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(config)
@@ -444,6 +458,7 @@ fn run_once(
         observed_at: None,
         finished_at: None,
         kill_delay: kill_after,
+        spawned,
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut kill_at: Option<Instant> = None;
@@ -497,10 +512,18 @@ fn run_once(
 }
 
 /// A run that must complete; retried while the lock of a killed PostgreSQL
-/// session is still being released.
+/// session is still being released (SQLite's OS lock dies with the process,
+/// so there a refusal is an error).
 fn run_to_completion(bin: &Path, config: &Path, token: &str) -> Res<(RunResult, Value)> {
+    let sqlite = std::fs::read_to_string(config).is_ok_and(|c| c.contains("sqlite://"));
     for _ in 0..50 {
         let r = run_once(bin, config, token, None)?;
+        if sqlite && r.lock_refused() {
+            return Err(format!(
+                "the run after a kill waited for the sync lock: {}",
+                r.stdout
+            ));
+        }
         let report: Value = serde_json::from_str(r.stdout.trim()).map_err(|e| {
             format!(
                 "report is not JSON ({e}): {}\n{}",
@@ -533,18 +556,26 @@ fn tail(s: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Simulates the 30 s SQLite lease running out after a kill (time
-/// compression: the harness does not sit out each lease).
-async fn expire_sqlite_lease(db: &Db) -> Res<()> {
-    if db.pg.is_none() {
-        let pool = db.pool().await?;
-        sqlx::query("UPDATE sync_lock SET expires_at = 0")
-            .execute(&pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        pool.close().await;
+/// Says how the run after a kill started: on SQLite it must never have
+/// been refused the lock (the killed holder's OS lock died with it).
+fn next_run_started(kill: usize, backend: &str, r: &RunResult) -> Res<Duration> {
+    if r.lock_refused() {
+        return Err(format!(
+            "kill {kill} ({backend}): the next run was refused the sync lock: {}",
+            r.stdout
+        ));
     }
-    Ok(())
+    let delay = r.start_delay().ok_or_else(|| {
+        format!(
+            "kill {kill}: the next run never observed: {}",
+            tail(&r.stderr)
+        )
+    })?;
+    eprintln!(
+        "kill {kill} ({backend}): next run started without waiting (observed {} ms after spawn)",
+        delay.as_millis()
+    );
+    Ok(delay)
 }
 
 // ---------------------------------------------------------------------------
@@ -866,6 +897,7 @@ async fn crash(opts: &Opts) -> Res<()> {
     let mut fractions = Vec::new();
     let mut committed_at_kill = Vec::new();
     let mut checks = 0usize;
+    let mut start_delays: Vec<Duration> = Vec::new();
     while kills < opts.kills {
         iterations += 1;
         let db = Db::fresh(opts, &format!("i{iterations}")).await?;
@@ -874,6 +906,7 @@ async fn crash(opts: &Opts) -> Res<()> {
         // Up to three kills in a row on this store (later ones land in the
         // recovery runs), then a run that finishes.
         let mut applied_before = 0usize;
+        let mut after_kill = false;
         for _ in 0..3 {
             if kills >= opts.kills {
                 break;
@@ -883,6 +916,10 @@ async fn crash(opts: &Opts) -> Res<()> {
             let fraction = fastrand::f64();
             let delay = window.mul_f64(remaining * fraction);
             let r = run_once(&opts.bin, &config, &token, Some(delay))?;
+            if after_kill && opts.backend == "sqlite" {
+                start_delays.push(next_run_started(kills, &opts.backend, &r)?);
+                after_kill = false;
+            }
             if !r.killed {
                 finished_first += 1;
                 break;
@@ -895,9 +932,12 @@ async fn crash(opts: &Opts) -> Res<()> {
                 .await
                 .map_err(|e| format!("after kill {kills} (iteration {iterations}, {:?} after observe, {} changes committed):\n  {e}", r.kill_delay, r.applied_seen))?;
             checks += 1;
-            expire_sqlite_lease(&db).await?;
+            after_kill = true;
         }
-        let (_, report) = run_to_completion(&opts.bin, &config, &token)?;
+        let (r, report) = run_to_completion(&opts.bin, &config, &token)?;
+        if after_kill && opts.backend == "sqlite" && !r.killed {
+            start_delays.push(next_run_started(kills, &opts.backend, &r)?);
+        }
         let stats = check_integrity(&db, &sc, 0)
             .await
             .map_err(|e| format!("after the converging run of iteration {iterations}:\n  {e}"))?;
@@ -926,6 +966,12 @@ async fn crash(opts: &Opts) -> Res<()> {
         }
         db.drop_schema().await;
     }
+    if opts.backend == "sqlite" && start_delays.len() != kills {
+        return Err(format!(
+            "{} of {kills} kills were followed by a run that started",
+            start_delays.len()
+        ));
+    }
     // Where the kills landed, in tenths of the apply window.
     let mut deciles = [0usize; 10];
     for f in &fractions {
@@ -949,6 +995,10 @@ async fn crash(opts: &Opts) -> Res<()> {
         "integrity_checks": checks,
         "converged": iterations,
         "rows_lost": 0,
+        // Checked on SQLite only (PostgreSQL frees the lock when the
+        // server notices the session ended; the harness retries there).
+        "next_runs_started_without_waiting": (opts.backend == "sqlite").then_some(start_delays.len()),
+        "slowest_next_start_ms": start_delays.iter().max().map(|d| d.as_millis() as u64),
         "seconds": started.elapsed().as_secs(),
     });
     println!("{summary}");

@@ -578,6 +578,130 @@ both_backends!(
     }
 );
 
+/// A client that sends the start of a request and never finishes it.
+fn unfinished_request(port: u16) -> Option<std::net::TcpStream> {
+    use std::io::Write;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    let _ = conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+    Some(conn)
+}
+
+/// Seconds until the server closes `conn` (reads EOF or a reset).
+fn seconds_until_closed(mut conn: std::net::TcpStream, limit: Duration) -> f64 {
+    let start = Instant::now();
+    conn.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return start.elapsed().as_secs_f64(),
+            Ok(_) => {}
+        }
+    }
+}
+
+both_backends!(
+    idle_clients_on_the_metrics_port_never_stop_the_sync,
+    |db: common::TestDb| async move {
+        let s = Setup::new(db).await;
+        let port = free_port();
+        let config = s.config("c.toml", "0 0 1 1 *", false, port);
+        // The binary itself (sh execs it) under the default 1024 limit.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+            .arg(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("WRITER_SYNC_OKTA_API_TOKEN", s.sim.token())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let d = Daemon {
+            child: cmd.spawn().unwrap(),
+            port,
+            secrets: vec![s.sim.token().to_owned()],
+        };
+        d.wait_http("/healthz", Duration::from_secs(20)).await;
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+        assert!(
+            limits
+                .lines()
+                .any(|l| l.starts_with("Max open files") && l.contains(" 1024 ")),
+            "{limits}"
+        );
+        // 2,000 idle clients with unfinished headers, all at once.
+        // (A server that stops accepting fills its backlog, and each
+        // connect then waits 2 s: give up after 30 s.)
+        let idle = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            (0..2_000)
+                .take_while(|_| start.elapsed() < Duration::from_secs(30))
+                .filter_map(|_| unfinished_request(port))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert!(idle.len() > 1_900, "connected {}", idle.len());
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .unwrap()
+            .count();
+        assert!(fds < 400, "the daemon holds {fds} descriptors");
+        let asked = Instant::now();
+        let (code, body) = d.get("/healthz").await.expect("/healthz answers");
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+        eprintln!(
+            "2000 idle clients: daemon holds {fds} descriptors, /healthz in {:?}",
+            asked.elapsed()
+        );
+        d.signal("USR1");
+        let start = Instant::now();
+        while d.metric("writer_sync_runs_total{status=\"ok\"}").await != Some(1.0) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no successful run beside 2,000 idle clients: failed runs {:?}",
+                d.metric("writer_sync_runs_total{status=\"failed\"}").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(idle);
+        // The header-read timeout (10 s) closes an unfinished request, and
+        // a kept-alive connection idle after its answer.
+        let late = unfinished_request(port).unwrap();
+        let kept = {
+            use std::io::Write;
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            c
+        };
+        let (late, kept) = tokio::task::spawn_blocking(move || {
+            let kept =
+                std::thread::spawn(move || seconds_until_closed(kept, Duration::from_secs(30)));
+            (
+                seconds_until_closed(late, Duration::from_secs(30)),
+                kept.join().unwrap(),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(
+            (9.0..15.0).contains(&late),
+            "unfinished headers closed after {late} s"
+        );
+        assert!(
+            (9.0..15.0).contains(&kept),
+            "idle keep-alive closed after {kept} s"
+        );
+        d.signal("TERM");
+        let (code, _) = d.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        s.sim.shutdown().await;
+    }
+);
+
 /// SPEC §8: a pause made with the CLI on one instance is honoured by
 /// another daemon sharing the PostgreSQL store at its next run: the run is
 /// `paused`, `/readyz` stays ready and says why, `writer_sync_paused` is 1

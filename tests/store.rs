@@ -175,6 +175,46 @@ both_backends!(
 );
 
 both_backends!(
+    a_lock_dropped_by_a_dead_holder_is_free_at_once_on_its_host,
+    |db: common::TestDb| async move {
+        let first = Store::connect(&db.url).await.unwrap();
+        let second = Store::connect(&db.url).await.unwrap();
+        // Dropped without release: what a killed process leaves (its OS
+        // lock or session freed, an SQLite lease row still there).
+        drop(first.try_lock("host-a:1").await.unwrap());
+        let started = std::time::Instant::now();
+        let lock = loop {
+            match second.try_lock("host-a:2").await {
+                Ok(lock) => break lock,
+                // PostgreSQL frees the advisory lock when the server sees
+                // the session end (the close is asynchronous).
+                Err(StoreError::Locked { .. })
+                    if db.config_url.starts_with("postgres")
+                        && started.elapsed() < std::time::Duration::from_secs(5) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the next run on the same host must not wait: {e}"),
+            }
+        };
+        lock.release().await.unwrap();
+        if db.config_url.starts_with("sqlite") {
+            // A holder on another host is seen only by its lease: kept
+            // until it expires.
+            drop(first.try_lock("host-b:1").await.unwrap());
+            let err = second.try_lock("host-a:3").await.err().expect("lease kept");
+            assert!(
+                matches!(&err, StoreError::Locked { holder } if holder.contains("host-b:1")),
+                "{err}"
+            );
+            assert!(second.sqlite_lock_path().unwrap().exists());
+        }
+        first.close().await;
+        second.close().await;
+    }
+);
+
+both_backends!(
     runs_and_state_are_recorded,
     |db: common::TestDb| async move {
         let store = Store::connect(&db.url).await.unwrap();

@@ -590,6 +590,15 @@ pub(crate) async fn guard_and_apply(
         tracing::warn!(reasons = %why, "safety guard overridden by --force; applying");
     }
 
+    // A disk that cannot hold the apply refuses it before its first write
+    // (SQLite; a full disk mid-apply still keeps whole batches only).
+    if let Err(e) = ctx.store.check_room_for(changes.len()) {
+        report.status = Status::Failed;
+        report.counts = Counts::tally(&[], skipped, unmanaged);
+        report.error = Some(format!("{}; nothing was applied", error_chain(&e)));
+        report.failure = Some(FailureKind::of_store(&e));
+        return report;
+    }
     let progress = Arc::clone(&opts.progress);
     let progress_fn = move |n: usize| progress(n);
     let apply_opts = ApplyOptions {

@@ -1,6 +1,13 @@
 //! One sync at a time per store: a PostgreSQL advisory lock held by a
-//! dedicated session, or an SQLite lease row; and the [`LockCheck`] apply
-//! consults between batches.
+//! dedicated session, or on SQLite an OS lock (`flock` on `<db>.lock`) and a
+//! lease row; and the [`LockCheck`] apply consults between batches.
+//!
+//! SQLite: the OS lock dies with its process, so a killed run never blocks
+//! the next one on the same host: when the OS lock is free, a lease left by
+//! a holder on this host is taken over at once. The lease stays for what
+//! the OS lock cannot see: a holder on another host sharing the file (a
+//! network file system where `flock` may not reach) keeps it until it
+//! expires (30 s without renewal).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +21,10 @@ use crate::store::{Backend, Store, StoreError, now_ms, query_err};
 impl Store {
     /// Takes the store-wide sync lock without waiting: an advisory lock on
     /// PostgreSQL (held by a dedicated connection, released if the process
-    /// dies), a renewed lease row on SQLite (taken over once it expires).
+    /// dies); on SQLite an OS lock on `<db>.lock` and a renewed lease row
+    /// (taken over at once from a dead holder on this host, after it
+    /// expires from one on another host). Holding the exclusive part, it
+    /// recreates the tables of an emptied store (`schema.rs`).
     pub async fn try_lock(&self, holder: &str) -> Result<SyncLock, StoreError> {
         match self.backend {
             Backend::Postgres => {
@@ -38,6 +48,9 @@ impl Store {
                 // Never hand this connection back to the pool: it may hold
                 // the session lock (after `release` it is simply closed).
                 conn.close_on_drop();
+                // Under the lock: an emptied database gets its tables back
+                // (an error drops the connection, which frees the lock).
+                self.restore_schema_if_missing().await?;
                 // The session can end under us (server restart, failover,
                 // pg_terminate_backend): that frees the lock for another
                 // instance, so this run must notice and stop applying.
@@ -49,16 +62,29 @@ impl Store {
                 })
             }
             Backend::Sqlite => {
+                // The OS lock first: held by a live process on this host,
+                // the store is busy; free, any lease of this host is stale.
+                let os_lock = self.take_os_lock()?;
+                // Under the OS lock: an emptied database gets its tables
+                // back before the lease row needs one.
+                self.restore_schema_if_missing().await?;
                 let now = now_ms();
                 let expires = now + LEASE_MS;
+                let this_host = holder
+                    .rsplit_once(':')
+                    .map_or(holder, |(host, _)| host)
+                    .to_owned()
+                    + ":";
                 let taken = sqlx::query(
                     "INSERT INTO sync_lock (name, holder, acquired_at, expires_at) VALUES ('sync', $1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, \
-                     expires_at = excluded.expires_at WHERE sync_lock.expires_at < $2 OR sync_lock.holder = $1",
+                     expires_at = excluded.expires_at WHERE sync_lock.expires_at < $2 OR sync_lock.holder = $1 \
+                     OR substr(sync_lock.holder, 1, length($4)) = $4",
                 )
                 .bind(holder)
                 .bind(now)
                 .bind(expires)
+                .bind(this_host)
                 .execute(&self.pool)
                 .await
                 .map_err(query_err("take lock lease"))?
@@ -91,9 +117,39 @@ impl Store {
                         holder: holder.to_owned(),
                         lost,
                         renew,
+                        _os_lock: os_lock,
                     },
                 })
             }
+        }
+    }
+
+    /// Takes `flock(LOCK_EX | LOCK_NB)` on `<db>.lock` (created if
+    /// missing), held until the returned file is closed; the kernel frees it
+    /// when the process dies, however it dies.
+    fn take_os_lock(&self) -> Result<std::fs::File, StoreError> {
+        let path = self
+            .sqlite_lock_path()
+            .ok_or_else(|| StoreError::Corrupt("an SQLite store without a file path".into()))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::LockFile {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                holder: format!(
+                    "a live process on this host holds the OS lock on {}",
+                    path.display()
+                ),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::LockFile { path, source }),
         }
     }
 
@@ -175,8 +231,9 @@ async fn renew_lease(pool: AnyPool, holder: String, lost: Arc<AtomicBool>) {
 }
 
 /// The held sync lock. Call [`SyncLock::release`]; dropping it without
-/// releasing closes the PostgreSQL session (which frees the lock) or lets the
-/// SQLite lease expire.
+/// releasing closes the PostgreSQL session (which frees the lock) or frees
+/// the SQLite OS lock and leaves the lease (taken over at once on this
+/// host, expiring on its own for others).
 pub struct SyncLock {
     inner: LockInner,
 }
@@ -192,6 +249,8 @@ enum LockInner {
         holder: String,
         lost: Arc<AtomicBool>,
         renew: tokio::task::JoinHandle<()>,
+        /// The `flock` on `<db>.lock`, released when this is dropped.
+        _os_lock: std::fs::File,
     },
 }
 

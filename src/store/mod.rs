@@ -5,8 +5,10 @@
 //! Files: `mod.rs` (connect, migrations, errors), `state.rs` (the state the
 //! planner reads), `tx.rs` (every write, with its audit row), `runs.rs` (run
 //! records, the audit log read back, sync state), `control.rs` (the pause of
-//! SPEC §8 and its events), `audit.rs` (`writer-sync audit`), `lock.rs` (one sync at a
-//! time), `dump.rs` (`store dump` / `store load`), `url.rs` (`store.url`).
+//! SPEC §8 and its events), `audit.rs` (`writer-sync audit`), `lock.rs` (one
+//! sync at a time), `schema.rs` (an emptied store migrated again under the
+//! lock), `space.rs` (room for an apply on SQLite), `dump.rs` (`store dump` /
+//! `store load`), `url.rs` (`store.url`).
 //!
 //! Invariant: all SQL of the product lives in this module,
 //! always parameterized, portable between the two backends through sqlx's
@@ -21,6 +23,8 @@ mod cursor;
 pub mod dump;
 mod lock;
 mod runs;
+mod schema;
+pub mod space;
 mod state;
 mod tx;
 mod url;
@@ -71,6 +75,36 @@ pub enum StoreError {
     /// Another process holds the sync lock.
     #[error("another writer-sync run holds the sync lock on this store ({holder})")]
     Locked { holder: String },
+    /// The SQLite database's file system cannot hold the planned apply.
+    #[error(
+        "not enough disk space for this apply: {free} bytes free on the database's file system, \
+         the {changes} changes need about {needed} bytes; free space (or move store.url) and run again"
+    )]
+    NoSpace {
+        free: u64,
+        needed: u64,
+        changes: usize,
+    },
+    /// The free space of the database's file system cannot be read.
+    #[error("cannot read the free space of {}", path.display())]
+    FreeSpace {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some of the store's tables are gone while others remain.
+    #[error(
+        "the store at {location} lost tables ({missing}) while others remain: restore it from a \
+         backup, or empty it completely (every table) and let the next run create it again"
+    )]
+    SchemaDamaged { location: String, missing: String },
+    /// The SQLite lock file beside the database cannot be opened or locked.
+    #[error("cannot use the sync lock file {}", path.display())]
+    LockFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The sync lock lease was lost while a run held it (SQLite only).
     #[error("the sync lock lease was lost during the run (the store was unreachable for too long)")]
     LockLost,
@@ -81,7 +115,10 @@ impl StoreError {
     /// busy) rather than the data or schema being wrong.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Connect { .. } | StoreError::Locked { .. } | StoreError::LockLost => true,
+            StoreError::Connect { .. }
+            | StoreError::Locked { .. }
+            | StoreError::LockLost
+            | StoreError::NoSpace { .. } => true,
             StoreError::Query { source, .. } => matches!(
                 source,
                 sqlx::Error::Io(_)
@@ -90,7 +127,11 @@ impl StoreError {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::WorkerCrashed
             ),
-            StoreError::Migrate { .. } | StoreError::Corrupt(_) => false,
+            StoreError::Migrate { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::LockFile { .. }
+            | StoreError::SchemaDamaged { .. }
+            | StoreError::FreeSpace { .. } => false,
         }
     }
 }
@@ -111,6 +152,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     location: String,
+    /// The database file (SQLite only).
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Store {
@@ -175,6 +218,10 @@ impl Store {
     pub async fn connect(url: &StoreUrl) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let location = url.redacted();
+        let sqlite_path = match url {
+            StoreUrl::Sqlite(path) => Some(path.clone()),
+            StoreUrl::Postgres(_) => None,
+        };
         let (backend, conn_url) = match url {
             StoreUrl::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
@@ -218,7 +265,11 @@ impl Store {
                     sqlx::query("PRAGMA busy_timeout = 10000")
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
+                    // FULL: in WAL mode every commit syncs the WAL before it
+                    // returns, so a run reported `ok` survives power loss
+                    // (NORMAL syncs only at checkpoints and may lose the
+                    // last commits). Cost: docs/BENCHMARKS.md.
+                    sqlx::query("PRAGMA synchronous = FULL")
                         .execute(&mut *conn)
                         .await?;
                     Ok(())
@@ -246,6 +297,7 @@ impl Store {
             pool,
             backend,
             location,
+            sqlite_path,
         })
     }
 
@@ -256,6 +308,16 @@ impl Store {
     /// Where the store is, safe to log.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// `<db>.lock` beside an SQLite database: the file the sync lock's
+    /// `flock` is taken on.
+    pub fn sqlite_lock_path(&self) -> Option<std::path::PathBuf> {
+        self.sqlite_path.as_ref().map(|p| {
+            let mut name = p.as_os_str().to_owned();
+            name.push(".lock");
+            std::path::PathBuf::from(name)
+        })
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -292,4 +354,38 @@ fn sqlite_url(path: &Path) -> String {
 /// The case-insensitive identity of an email.
 pub fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pooled SQLite connection commits durably: `synchronous` reads
+    /// back FULL (2) on each of them, not only on the first one opened.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_sqlite_connection_syncs_each_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&StoreUrl::Sqlite(dir.path().join("w.db")))
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(store.pool.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            let (sync, journal): (i64, String) = (
+                sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap(),
+                sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!((sync, journal.as_str()), (2, "wal"));
+        }
+        drop(held);
+        store.close().await;
+    }
 }

@@ -27,9 +27,13 @@ macro_rules! both_kinds {
     };
 }
 
+mod disk_full;
+mod durability;
+mod emptied_store;
 mod faults;
 mod fuzz_replay;
 mod hostile;
+mod kill_lock;
 mod logs;
 mod okta_behaviour;
 mod security;
