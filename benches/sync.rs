@@ -60,6 +60,12 @@ struct Args {
     largest_group: u32,
     #[arg(long, default_value_t = 5)]
     smallest_group: u32,
+    /// How group sizes fall between the smallest and the largest: `zipf`
+    /// (few big groups, many small) or `log-uniform` (every size range as
+    /// common: users in several big pushed groups), optionally with the
+    /// bounds, e.g. `log-uniform:5:20000`.
+    #[arg(long, default_value = "zipf", value_parser = parse_group_sizes)]
+    group_sizes: (String, Option<(u32, u32)>),
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Length of a rate-limit window ("minute") in seconds.
@@ -197,6 +203,24 @@ async fn main() {
     }
 }
 
+/// `zipf`, `log-uniform`, or either with `:SMALLEST:LARGEST`.
+fn parse_group_sizes(text: &str) -> Result<(String, Option<(u32, u32)>), String> {
+    let mut parts = text.split(':');
+    let kind = parts.next().unwrap_or_default();
+    if !matches!(kind, "zipf" | "log-uniform") {
+        return Err(format!("{kind:?}: expected zipf or log-uniform"));
+    }
+    let bounds = match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => None,
+        (Some(a), Some(b), None) => {
+            let n = |v: &str| v.parse::<u32>().map_err(|e| format!("{v:?}: {e}"));
+            Some((n(a)?, n(b)?))
+        }
+        _ => return Err(format!("{text:?}: expected KIND or KIND:SMALLEST:LARGEST")),
+    };
+    Ok((kind.to_owned(), bounds))
+}
+
 async fn run(args: Args) -> Result<(), String> {
     let bin = match &args.bin {
         Some(bin) => bin.clone(),
@@ -207,9 +231,16 @@ async fn run(args: Args) -> Result<(), String> {
     }
     let spec = GenSpec {
         direct_percent: 100,
-        group_sizes: GroupSizes::Zipf {
-            largest: args.largest_group,
-            smallest: args.smallest_group,
+        group_sizes: {
+            let (smallest, largest) = args
+                .group_sizes
+                .1
+                .unwrap_or((args.smallest_group, args.largest_group));
+            if args.group_sizes.0 == "log-uniform" {
+                GroupSizes::LogUniform { smallest, largest }
+            } else {
+                GroupSizes::Zipf { largest, smallest }
+            }
         },
         ..GenSpec::new(args.users, args.groups, args.pushed, args.seed)
     };
@@ -270,7 +301,7 @@ async fn run(args: Args) -> Result<(), String> {
     drop(org);
     println!();
     println!(
-        "{:<9} {:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>6} {:>8} {:>5} {:>8} {:>8} {:>7}",
+        "{:<9} {:<9} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>6} {:>8} {:>5} {:>8} {:>8} {:>7} {:>13}",
         "store",
         "sync",
         "wall_s",
@@ -284,7 +315,8 @@ async fn run(args: Args) -> Result<(), String> {
         "429s",
         "changes",
         "rows",
-        "rss_MB"
+        "rss_MB",
+        "rss_o/p/a_MB"
     );
 
     for store in &args.stores {
@@ -463,7 +495,7 @@ async fn bench_store(
             .collect::<Vec<_>>()
             .join(",");
         println!(
-            "{:<9} {:<9} {:>8.1} {:>8.3} {:>9.1} {:>8} {:>8.1} {:>9} {:>6.3} {:>8} {:>5} {:>8} {:>8} {:>7.0}  {}{}",
+            "{:<9} {:<9} {:>8.1} {:>8.3} {:>9.1} {:>8} {:>8.1} {:>9} {:>6.3} {:>8} {:>5} {:>8} {:>8} {:>7.0} {:>13}  {}{}",
             kind,
             sync,
             measured.wall.as_secs_f64(),
@@ -478,6 +510,9 @@ async fn bench_store(
             measured.changes,
             measured.rows_written,
             measured.peak_rss_kb as f64 / 1024.0,
+            ["rss_observed", "rss_planned", "rss_applied"]
+                .map(|k| ms(&measured, k).to_string())
+                .join("/"),
             measured.status,
             tuples,
         );
@@ -555,6 +590,18 @@ async fn run_sync(
         for phase in ["observe_ms", "plan_ms", "apply_ms"] {
             if let Some(v) = fields[phase].as_u64() {
                 phases.insert(phase, v);
+            }
+        }
+        // Peak RSS so far at the end of each phase (VmHWM).
+        for (message, key) in [
+            ("observed", "rss_observed"),
+            ("planned", "rss_planned"),
+            ("applied", "rss_applied"),
+        ] {
+            if fields["message"] == message
+                && let Some(mb) = fields["peak_rss_mb"].as_u64()
+            {
+                phases.insert(key, mb);
             }
         }
         if fields["message"] == "sync finished" {

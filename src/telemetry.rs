@@ -320,6 +320,21 @@ impl Visit for TextVisitor<'_> {
 /// The message of a text line, unquoted, with every character Rust's
 /// `Debug` would escape (control characters, bidi controls, separators)
 /// written as its escape.
+/// The process's peak resident memory so far in MB (`VmHWM` of
+/// `/proc/self/status`), for the `observed`, `planned` and `applied` log
+/// events: a run's memory per phase. `None` off Linux.
+pub fn peak_rss_mb() -> Option<u64> {
+    peak_rss_kb(&std::fs::read_to_string("/proc/self/status").ok()?).map(|kb| kb / 1024)
+}
+
+fn peak_rss_kb(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse().ok())
+}
+
 pub fn escape_message(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     for c in message.chars() {
@@ -335,6 +350,15 @@ pub fn escape_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_rss_is_read_from_vmhwm() {
+        let status =
+            "Name:\twriter-sync\nVmPeak:\t  900000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  100 kB\n";
+        assert_eq!(peak_rss_kb(status), Some(204_800));
+        assert_eq!(peak_rss_kb("VmRSS:\t100 kB\n"), None);
+        assert!(peak_rss_mb().is_some_and(|mb| mb > 0));
+    }
 
     #[test]
     fn text_messages_escape_what_could_forge_or_hide_a_line() {

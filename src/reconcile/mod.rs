@@ -356,6 +356,7 @@ pub(crate) async fn observe_and_plan(
         store_teams = store_state.teams.len(),
         observe_ms = started.elapsed().as_millis() as u64,
         app_user_statuses = %serde_json::to_string(&observed.app_user_statuses).unwrap_or_default(),
+        peak_rss_mb = crate::telemetry::peak_rss_mb(),
         "observed"
     );
     observe::log_smaller_pages(&observed.smaller_pages);
@@ -380,7 +381,12 @@ pub(crate) async fn observe_and_plan(
         &grace,
     );
     let plan_ms = planning.elapsed().as_millis() as u64;
-    tracing::info!(planned = plan.changes.len(), plan_ms, "planned");
+    tracing::info!(
+        planned = plan.changes.len(),
+        plan_ms,
+        peak_rss_mb = crate::telemetry::peak_rss_mb(),
+        "planned"
+    );
     Some(Observed {
         okta_state,
         store_state,
@@ -615,6 +621,7 @@ pub(crate) async fn guard_and_apply(
     tracing::info!(
         applied,
         apply_ms = applying.elapsed().as_millis() as u64,
+        peak_rss_mb = crate::telemetry::peak_rss_mb(),
         "applied"
     );
     let mut changes = changes;

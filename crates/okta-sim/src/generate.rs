@@ -38,6 +38,22 @@ pub enum GroupSizes {
     /// `s` chosen so the last group has `smallest` (the benchmark's org:
     /// 20,000 down to 5). Members are spread over all users.
     Zipf { largest: u32, smallest: u32 },
+    /// Log-uniform: each group's size is drawn between `smallest` and
+    /// `largest` with a uniform logarithm, so small, middle and big groups
+    /// are all common (an org whose users sit in several pushed groups:
+    /// 200 of 1,000 groups from 5 to 20,000 hold about 470,000 memberships).
+    LogUniform { smallest: u32, largest: u32 },
+}
+
+/// Size of group `index` under [`GroupSizes::LogUniform`], capped at `users`.
+pub fn log_uniform_size(seed: u64, index: u32, smallest: u32, largest: u32, users: u32) -> u32 {
+    let largest = largest.max(1);
+    let smallest = smallest.clamp(1, largest);
+    let (low, high) = (f64::from(smallest).ln(), f64::from(largest).ln());
+    let size = (low + (high - low) * unit(seed, u64::from(index), 11))
+        .exp()
+        .round() as u32;
+    size.clamp(smallest, largest).min(users)
 }
 
 /// Size of group `index` of `groups` under [`GroupSizes::Zipf`], capped at
@@ -215,7 +231,11 @@ impl Org {
             }
         }
 
-        if let GroupSizes::Zipf { largest, smallest } = spec.group_sizes
+        let sized = match spec.group_sizes {
+            GroupSizes::Random => None,
+            sizes => Some(sizes),
+        };
+        if let Some(sizes) = sized
             && !user_ids.is_empty()
         {
             let users = user_ids.len() as u64;
@@ -225,7 +245,15 @@ impl Org {
                 .find(|p| !users.is_multiple_of(*p))
                 .unwrap_or(1);
             for (index, group_id) in group_ids.iter().enumerate() {
-                let size = zipf_size(index as u32, spec.groups, largest, smallest, users as u32);
+                let size = match sizes {
+                    GroupSizes::Zipf { largest, smallest } => {
+                        zipf_size(index as u32, spec.groups, largest, smallest, users as u32)
+                    }
+                    GroupSizes::LogUniform { smallest, largest } => {
+                        log_uniform_size(seed, index as u32, smallest, largest, users as u32)
+                    }
+                    GroupSizes::Random => 0,
+                };
                 let start = draw(seed, index as u64, 9) % users;
                 for k in 0..u64::from(size) {
                     let user = &user_ids[((start + k * stride) % users) as usize];
@@ -258,6 +286,26 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::*;
+
+    #[test]
+    fn log_uniform_sizes_stay_in_range_and_spread_over_the_decades() {
+        let sizes: Vec<u32> = (0..1_000)
+            .map(|i| log_uniform_size(1, i, 5, 20_000, 100_000))
+            .collect();
+        assert!(sizes.iter().all(|&n| (5..=20_000).contains(&n)));
+        for (low, high) in [(5, 50), (50, 500), (500, 5_000), (5_000, 20_001)] {
+            let n = sizes.iter().filter(|&&s| (low..high).contains(&s)).count();
+            assert!(n > 120, "{n} groups of {low}..{high}");
+        }
+        // Mean (largest - smallest) / ln(largest / smallest): about 2,400.
+        let mean = sizes.iter().map(|&n| f64::from(n)).sum::<f64>() / 1_000.0;
+        assert!((2_000.0..2_900.0).contains(&mean), "{mean}");
+        assert_eq!(
+            log_uniform_size(1, 7, 5, 20_000, 300),
+            log_uniform_size(1, 7, 5, 20_000, 300)
+        );
+        assert!(log_uniform_size(1, 7, 5, 20_000, 3) <= 3);
+    }
 
     #[test]
     fn same_spec_same_org() {
