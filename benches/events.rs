@@ -209,6 +209,20 @@ async fn watch(
     }
 }
 
+/// A random candidate no earlier change touched (recorded in `used`).
+fn untouched(
+    rng: &mut fastrand::Rng,
+    candidates: &[String],
+    used: &mut std::collections::BTreeSet<String>,
+) -> String {
+    loop {
+        let id = &candidates[rng.usize(..candidates.len())];
+        if used.insert(id.clone()) {
+            return id.clone();
+        }
+    }
+}
+
 /// One random change (okta-sim's churn): the user and what it leaves in
 /// the store.
 fn change(rng: &mut fastrand::Rng, sim: &SimHandle, candidates: &[String], n: usize) -> Change {
@@ -375,9 +389,15 @@ async fn main() {
         (r1 - r0) as f64 / idle.max(1.0)
     );
 
+    // Every change below is to a user no earlier change touched: a rename of
+    // a user an earlier change suspended would never reach the store (an
+    // inactive user's attributes stay), and the bench would wait for it.
+    let mut used = std::collections::BTreeSet::new();
+
     // One change alone: the poll that brings it, and what it reads.
     let (before, _) = requests(&sim);
-    let one_change = change(&mut rng, &sim, &candidates, 0);
+    let pick = untouched(&mut rng, &candidates, &mut used);
+    let one_change = change(&mut rng, &sim, std::slice::from_ref(&pick), 0);
     let one = arrivals(
         &pool,
         &[(one_change.user().to_owned(), one_change, Instant::now())],
@@ -401,15 +421,9 @@ async fn main() {
     let making = AtomicBool::new(true);
     let (fresh0, _) = requests(&sim);
     let make = async {
-        let mut used = std::collections::BTreeSet::new();
         let mut n = 1;
         while n <= args.mutations {
-            let pick = loop {
-                let id = &candidates[rng.usize(..candidates.len())];
-                if used.insert(id.clone()) {
-                    break id.clone();
-                }
-            };
+            let pick = untouched(&mut rng, &candidates, &mut used);
             let c = change(&mut rng, &sim, std::slice::from_ref(&pick), n);
             pending
                 .lock()
@@ -469,7 +483,8 @@ async fn main() {
         let burst_started = Instant::now();
         let spacing = 60.0 / args.burst as f64;
         for n in 0..args.burst {
-            let c = change(&mut rng, &sim, &candidates, 10_000 + n);
+            let pick = untouched(&mut rng, &candidates, &mut used);
+            let c = change(&mut rng, &sim, std::slice::from_ref(&pick), 10_000 + n);
             pending.push((c.user().to_owned(), c, Instant::now()));
             tokio::time::sleep(Duration::from_secs_f64(spacing)).await;
         }
