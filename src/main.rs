@@ -437,10 +437,22 @@ async fn check(file: ConfigFile) -> Result<u8, Failure> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_else(|| "never".into())
     ))?;
-    match Store::connect(&config.store.url).await {
-        Ok(store) => {
-            match store.load_state().await {
-                Ok(state) => line(format!(
+    // Read-only: `check` creates no file and runs no migration; it says
+    // what the first run will do instead.
+    match Store::inspect(&config.store.url).await {
+        Ok(None) => line(format!(
+            "store       {}: does not exist yet (the first run creates it)",
+            config.store.url.redacted()
+        ))?,
+        Ok(Some(store)) => {
+            let pending = store.pending_migrations().await;
+            let loaded = match pending {
+                Ok(pending) if !pending.is_empty() => Ok(Err(pending)),
+                Ok(_) => store.load_state().await.map(Ok),
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(Ok(state)) => line(format!(
                     "store       {} ({:?}): {} users ({} managed), {} teams ({} linked), {} memberships",
                     store.location(),
                     store.backend(),
@@ -453,6 +465,17 @@ async fn check(file: ConfigFile) -> Result<u8, Failure> {
                         .filter(|t| t.okta_group_id.is_some())
                         .count(),
                     state.memberships.len()
+                ))?,
+                Ok(Err(pending)) => line(format!(
+                    "store       {} ({:?}): {} migration(s) pending ({}); the next run applies them",
+                    store.location(),
+                    store.backend(),
+                    pending.len(),
+                    pending
+                        .iter()
+                        .map(|v| format!("{v:04}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))?,
                 Err(e) => {
                     ok = false;

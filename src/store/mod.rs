@@ -165,6 +165,43 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Takes a blocking `flock` on `<db>.migrate.lock` beside an SQLite
+/// database, held until the returned file is dropped: two processes opening
+/// a fresh file at once (a daemon and `history`, a test and its daemon)
+/// would otherwise both create its tables, and one fails with "table users
+/// already exists" (sqlx's SQLite migrator takes no lock; its PostgreSQL
+/// one takes an advisory lock of its own). `None` without a file.
+async fn migration_lock(
+    sqlite_path: Option<&std::path::Path>,
+) -> Result<Option<std::fs::File>, StoreError> {
+    let Some(db) = sqlite_path else {
+        return Ok(None);
+    };
+    let mut name = db.as_os_str().to_owned();
+    name.push(".migrate.lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::LockFile {
+            path: path.clone(),
+            source,
+        })?;
+    // Held only while migrations run (milliseconds); the wait is a
+    // blocking call, so it runs off the async threads.
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| StoreError::LockFile {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map(Some)
+        .map_err(|source| StoreError::LockFile { path, source })
+}
+
 fn migrator(backend: Backend) -> Migrator {
     // (version, name, SQLite, PostgreSQL): one list, so both dialects always
     // carry the same migrations.
@@ -216,6 +253,23 @@ pub fn now_ms() -> i64 {
 impl Store {
     /// Opens (creating an SQLite file if missing) and migrates the store.
     pub async fn connect(url: &StoreUrl) -> Result<Store, StoreError> {
+        match Store::open(url, false).await? {
+            Some(store) => Ok(store),
+            None => Err(StoreError::Corrupt(
+                "an SQLite store opened for writing was not created".into(),
+            )),
+        }
+    }
+
+    /// Opens the store for `check` without writing anything: no migration
+    /// runs, and an SQLite file is opened read-only and never created
+    /// (`None`: it does not exist yet). [`Store::pending_migrations`] says
+    /// what the next run would migrate.
+    pub async fn inspect(url: &StoreUrl) -> Result<Option<Store>, StoreError> {
+        Store::open(url, true).await
+    }
+
+    async fn open(url: &StoreUrl, inspect: bool) -> Result<Option<Store>, StoreError> {
         sqlx::any::install_default_drivers();
         let location = url.redacted();
         let sqlite_path = match url {
@@ -234,7 +288,16 @@ impl Store {
                         ),
                     });
                 }
-                (Backend::Sqlite, sqlite_url(path))
+                if inspect && !path.exists() {
+                    return Ok(None);
+                }
+                let url = sqlite_url(path);
+                let url = if inspect {
+                    url.replace("?mode=rwc", "?mode=ro")
+                } else {
+                    url
+                };
+                (Backend::Sqlite, url)
             }
             StoreUrl::Postgres(secret) => (Backend::Postgres, secret.expose().to_owned()),
         };
@@ -251,7 +314,17 @@ impl Store {
                 Backend::Postgres => 8,
             })
             .acquire_timeout(Duration::from_secs(30));
-        let pool_options = if backend == Backend::Sqlite {
+        let pool_options = if backend == Backend::Sqlite && inspect {
+            // Read-only: only the wait for a writer's lock.
+            pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+        } else if backend == Backend::Sqlite {
             pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; the pragmas are
@@ -286,19 +359,46 @@ impl Store {
                     location: location.clone(),
                     source,
                 })?;
-        migrator(backend)
-            .run(&pool)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                location: location.clone(),
-                source,
-            })?;
-        Ok(Store {
+        if !inspect {
+            let guard = migration_lock(sqlite_path.as_deref()).await?;
+            migrator(backend)
+                .run(&pool)
+                .await
+                .map_err(|source| StoreError::Migrate {
+                    location: location.clone(),
+                    source,
+                })?;
+            drop(guard);
+        }
+        Ok(Some(Store {
             pool,
             backend,
             location,
             sqlite_path,
-        })
+        }))
+    }
+
+    /// The versions of the migrations this store has not run yet (all of
+    /// them for an empty database), without running any.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> =
+            match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows
+                    .iter()
+                    .filter_map(|r| sqlx::Row::try_get::<i64, _>(r, 0).ok())
+                    .collect(),
+                // No history table: nothing ran yet.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(e) => return Err(query_err("read the migration history")(e)),
+            };
+        Ok(migrator(self.backend)
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
     }
 
     pub fn backend(&self) -> Backend {
@@ -308,6 +408,12 @@ impl Store {
     /// Where the store is, safe to log.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// Waits for the SQLite migration lock of this store (see
+    /// [`migration_lock`]); `None` for PostgreSQL.
+    pub(super) async fn migration_lock(&self) -> Result<Option<std::fs::File>, StoreError> {
+        migration_lock(self.sqlite_path.as_deref()).await
     }
 
     /// `<db>.lock` beside an SQLite database: the file the sync lock's

@@ -68,6 +68,9 @@ impl Store {
     /// runs the migrations again (logging a WARN). Call only under the sync
     /// lock.
     pub(super) async fn restore_schema_if_missing(&self) -> Result<SchemaCheck, StoreError> {
+        // A process migrating this SQLite file right now holds the
+        // migration lock: look once it is done, not halfway.
+        let _migrating = self.migration_lock().await?;
         let mut missing = self.missing_tables().await?;
         if missing.is_empty() {
             return Ok(SchemaCheck::Present);

@@ -616,3 +616,51 @@ async fn check_verifies_the_role_attribute_in_the_schema_it_is_read_from() {
         "{line}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// `check` only reads (issue #15.4): no SQLite file created, no migration
+// run; it says what the first run will do.
+// ---------------------------------------------------------------------------
+
+async fn check_reads_the_store_without_creating_or_migrating_it(kind: common::Kind) {
+    let (org, _, _) = small_org(1);
+    let sim = start(org, options()).await;
+    let Some(db) = common::TestDb::new(kind, "checkreadonly").await else {
+        return;
+    };
+    let text = config_text(sim.url().as_str(), APP_ID, &db.config_url, "");
+    let store_line = |out: &BinaryRun| {
+        assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("store"))
+            .unwrap_or_else(|| panic!("{}", out.stdout))
+            .to_owned()
+    };
+    let line = store_line(&run_binary(&text, sim.token(), &["check"]).await);
+    match &db.url {
+        writer_sync::store::StoreUrl::Sqlite(path) => {
+            assert!(line.contains("does not exist yet"), "{line}");
+            assert!(!path.exists(), "check created {}", path.display());
+        }
+        url => {
+            assert!(line.contains("migration(s) pending (0001, "), "{line}");
+            let store = writer_sync::store::Store::inspect(url).await.unwrap().unwrap();
+            assert_eq!(
+                store.pending_migrations().await.unwrap().len(),
+                line.matches(", ").count() + 1,
+                "check ran a migration: {line}"
+            );
+            store.close().await;
+        }
+    }
+    let run = run_binary(&text, sim.token(), &["run", "--once"]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let line = store_line(&run_binary(&text, sim.token(), &["check"]).await);
+    assert!(line.contains(" users ("), "{line}");
+}
+
+both_kinds!(
+    check_only_reads_the_store_and_says_what_the_first_run_migrates,
+    check_reads_the_store_without_creating_or_migrating_it
+);
