@@ -645,7 +645,10 @@ async fn check_reads_the_store_without_creating_or_migrating_it(kind: common::Ki
         }
         url => {
             assert!(line.contains("migration(s) pending (0001, "), "{line}");
-            let store = writer_sync::store::Store::inspect(url).await.unwrap().unwrap();
+            let store = writer_sync::store::Store::inspect(url)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(
                 store.pending_migrations().await.unwrap().len(),
                 line.matches(", ").count() + 1,
