@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::model::{Change, TeamRef, UserRef};
-use crate::reconcile::report::{ChangeView, change_json};
+use crate::reconcile::report::{ChangeView, FailureKind, change_json};
 use crate::store::{AuditRow, EventCursor, LockCheck, NewUser, Store, StoreError, StoreTx};
 
 /// Changes per transaction: small enough that a stop request or a crash
@@ -58,6 +58,20 @@ pub enum ApplyError {
     /// Shutdown was requested; the last batch committed.
     #[error("stopped by request after {applied} changes")]
     Stopped { applied: usize },
+}
+
+impl ApplyError {
+    /// What kind of failure this makes the run (the daemon's policy reads it).
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            ApplyError::Stopped { .. } => FailureKind::Interrupted,
+            ApplyError::Write { source, .. } | ApplyError::Store(source) => {
+                FailureKind::of_store(source)
+            }
+            // A planner bug: a retry plans the same again.
+            ApplyError::Dangling(_) => FailureKind::Configuration,
+        }
+    }
 }
 
 /// Options for one apply.

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::model::{Change, Counts, Finding, StoreState};
 use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
-use crate::reconcile::report::{FailureKind, Report, Status};
+use crate::reconcile::report::{Report, Status};
 use crate::reconcile::{Trigger, error_chain, record_outcome};
 use crate::store::{Store, StoreError};
 
@@ -135,13 +135,7 @@ async fn decided_inner(
                 error_chain(&e),
                 report.planned
             ));
-            report.failure = Some(match &e {
-                ApplyError::Stopped { .. } => FailureKind::Interrupted,
-                ApplyError::Write { source, .. } | ApplyError::Store(source) => {
-                    FailureKind::of_store(source)
-                }
-                ApplyError::Dangling(_) => FailureKind::Configuration,
-            });
+            report.failure = Some(e.failure_kind());
             if matches!(e, ApplyError::Stopped { .. }) {
                 report.status = Status::Interrupted;
             }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::model::{Counts, Plan, Severity};
 use crate::okta::OktaClient;
-use crate::reconcile::apply::{ApplyError, ApplyOptions, apply};
+use crate::reconcile::apply::{ApplyOptions, apply};
 use crate::reconcile::report::{FailureKind, Report, Status};
 use crate::store::Store;
 
@@ -645,14 +645,7 @@ pub(crate) async fn guard_and_apply(
                 error_chain(&e),
                 report.planned
             ));
-            report.failure = Some(match &e {
-                ApplyError::Stopped { .. } => FailureKind::Interrupted,
-                ApplyError::Write { source, .. } | ApplyError::Store(source) => {
-                    FailureKind::of_store(source)
-                }
-                // A planner bug: a retry plans the same again.
-                ApplyError::Dangling(_) => FailureKind::Configuration,
-            });
+            report.failure = Some(e.failure_kind());
         }
     }
     report
