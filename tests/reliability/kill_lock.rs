@@ -19,15 +19,24 @@ use crate::{common, config_text, dump};
 
 const KILLS: usize = 10;
 
+/// What one run of the binary did.
+struct Outcome {
+    /// Ended by the SIGKILL (not a run that had just exited).
+    killed: bool,
+    /// `change applied` events it logged.
+    applied: usize,
+    stdout: String,
+    stderr: String,
+    /// From spawn to its `observed` event.
+    observed: Option<Duration>,
+    /// From its first `change applied` event to its last.
+    apply_span: Duration,
+}
+
 /// One run of the binary, SIGKILLed (to its own pid) `kill_after` after
 /// its first committed batch (its first `change applied` event), or left to
-/// finish. Returns (killed, changes it logged, stdout, stderr, time from
-/// spawn to its `observed` event).
-fn run(
-    config: &std::path::Path,
-    token: &str,
-    kill_after: Option<Duration>,
-) -> (bool, usize, String, String, Option<Duration>) {
+/// finish.
+fn run(config: &std::path::Path, token: &str, kill_after: Option<Duration>) -> Outcome {
     let spawned = Instant::now();
     let mut child = Command::new(crate::BIN)
         .arg("--config")
@@ -52,6 +61,7 @@ fn run(
         }
     });
     let (mut applied, mut killed, mut observed) = (0usize, false, None);
+    let (mut first_applied, mut last_applied) = (None, None);
     let mut kill_at: Option<Instant> = None;
     let mut lines = Vec::new();
     loop {
@@ -65,6 +75,9 @@ fn run(
                 }
                 if line.contains("\"message\":\"change applied\"") {
                     applied += 1;
+                    let now = Instant::now();
+                    first_applied.get_or_insert(now);
+                    last_applied = Some(now);
                     if applied == 1 && !killed {
                         kill_at = kill_after.map(|d| Instant::now() + d);
                     }
@@ -87,7 +100,18 @@ fn run(
     let stdout = out.join().unwrap();
     let stderr = lines.join("\n");
     common::assert_no_secrets("run output", &format!("{stdout}{stderr}"), &[token]);
-    (killed, applied, stdout, stderr, observed)
+    let apply_span = match (first_applied, last_applied) {
+        (Some(first), Some(last)) => last - first,
+        _ => Duration::ZERO,
+    };
+    Outcome {
+        killed,
+        applied,
+        stdout,
+        stderr,
+        observed,
+        apply_span,
+    }
 }
 
 both_kinds!(
@@ -122,30 +146,39 @@ both_kinds!(
             write("kill.toml", &db.config_url),
         );
         let (tok, cfg) = (token.clone(), reference_config.clone());
-        let (_, total, stdout, stderr, reference_start) =
-            tokio::task::spawn_blocking(move || run(&cfg, &tok, None))
-                .await
-                .unwrap();
-        let report: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-        assert_eq!(report["status"], "ok", "{stderr}");
+        let reference = tokio::task::spawn_blocking(move || run(&cfg, &tok, None))
+            .await
+            .unwrap();
+        let (total, reference_start) = (reference.applied, reference.observed);
+        let report: Value = serde_json::from_str(&reference.stdout).unwrap_or(Value::Null);
+        assert_eq!(report["status"], "ok", "{}", reference.stderr);
         assert!(
             total > (2 * KILLS + 1) * writer_sync::reconcile::apply::BATCH,
             "a first sync big enough for {KILLS} kills of up to two batches: {total} changes"
         );
 
         // Kill points spread over the apply: each killed run has committed
-        // at least one batch, and is killed 0, 15, … 135 ms after it (in
-        // the writes of the next batch, its commit or its log lines); the
-        // next run is the next one killed.
+        // at least one batch, and is killed 0, 1/10, … 9/10 of a batch's
+        // time after it (in the writes of the next batch, its commit or its
+        // log lines); the next run is the next one killed. A batch's time
+        // is the uninterrupted run's, so the points stay inside one batch
+        // on a fast machine and a slow one alike.
+        let batches = total.div_ceil(writer_sync::reconcile::apply::BATCH).max(2);
+        let batch_time = reference.apply_span / u32::try_from(batches - 1).unwrap();
         let mut delays = Vec::new();
         let mut done = 0usize;
         let mut kills = 0usize;
         while kills < KILLS {
             let (tok, cfg) = (token.clone(), config.clone());
-            let (killed, applied, stdout, stderr, observed) =
-                tokio::task::spawn_blocking(move || {
-                    run(&cfg, &tok, Some(Duration::from_millis(15 * kills as u64)))
-                })
+            let kill_after = batch_time * u32::try_from(kills).unwrap() / KILLS as u32;
+            let Outcome {
+                killed,
+                applied,
+                stdout,
+                stderr,
+                observed,
+                ..
+            } = tokio::task::spawn_blocking(move || run(&cfg, &tok, Some(kill_after)))
                 .await
                 .unwrap();
             assert!(
@@ -161,17 +194,22 @@ both_kinds!(
             kills += 1;
         }
         let (tok, cfg) = (token.clone(), config.clone());
-        let (_, rest, stdout, stderr, observed) =
-            tokio::task::spawn_blocking(move || run(&cfg, &tok, None))
-                .await
-                .unwrap();
+        let Outcome {
+            applied: rest,
+            stdout,
+            stderr,
+            observed,
+            ..
+        } = tokio::task::spawn_blocking(move || run(&cfg, &tok, None))
+            .await
+            .unwrap();
         let report: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
         assert_eq!(report["status"], "ok", "after {KILLS} kills: {stderr}");
         delays.push(observed.unwrap());
         eprintln!(
             "{kind:?}: {total} changes, {done} applied by the killed runs (at least), \
-             {rest} by the last; spawn-to-observed: uninterrupted {reference_start:?}, \
-             after each kill {delays:?}"
+             {rest} by the last; a batch takes {batch_time:?}; spawn-to-observed: \
+             uninterrupted {reference_start:?}, after each kill {delays:?}"
         );
         // Every next run started without waiting: it observed Okta as soon
         // as the uninterrupted run did (a wait for an expired lease would
