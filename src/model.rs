@@ -252,8 +252,13 @@ pub enum Change {
         name: String,
         okta_group_id: String,
     },
+    /// The attributes are boxed (as are `UpdateUser`'s) so that every
+    /// `Change` stays small: a first sync holds one per membership.
     #[serde(rename = "user_created")]
-    CreateUser { okta_id: String, attrs: UserAttrs },
+    CreateUser {
+        okta_id: String,
+        attrs: Box<UserAttrs>,
+    },
     /// Link an existing Writer user to an Okta user: an unmanaged user matched
     /// by email (`previous_okta_id` is `None`), or a rehire relink.
     #[serde(rename = "user_linked")]
@@ -267,8 +272,8 @@ pub enum Change {
     UpdateUser {
         user_id: i64,
         okta_id: String,
-        before: UserAttrs,
-        after: UserAttrs,
+        before: Box<UserAttrs>,
+        after: Box<UserAttrs>,
     },
     #[serde(rename = "user_reactivated")]
     ReactivateUser {

@@ -434,14 +434,14 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
         Change::UpdateUser {
             user_id: ann.id,
             okta_id: "00u1".into(),
-            before: attrs_of(ann),
-            after: attrs("ann.lee@example.com"),
+            before: Box::new(attrs_of(ann)),
+            after: Box::new(attrs("ann.lee@example.com")),
         },
     ];
     for i in 0..new_users {
         plan.push(Change::CreateUser {
             okta_id: format!("00unew{i}"),
-            attrs: attrs(&format!("new{i}@example.com")),
+            attrs: Box::new(attrs(&format!("new{i}@example.com"))),
         });
     }
     plan.push(Change::ReactivateUser {
@@ -622,11 +622,11 @@ both_backends!(
         let plan: Vec<Change> = (0..900)
             .map(|i| Change::CreateUser {
                 okta_id: format!("00unew{i}"),
-                attrs: attrs(&if i == 700 {
+                attrs: Box::new(attrs(&if i == 700 {
                     "ANN@example.com".to_owned()
                 } else {
                     format!("new{i}@example.com")
-                }),
+                })),
             })
             .collect();
         let (run_id, applied, result, progress) = run_apply(&store, &plan, None).await;
@@ -653,7 +653,7 @@ both_backends!(
         let plan = vec![
             Change::CreateUser {
                 okta_id: "00ulate".into(),
-                attrs: attrs("late@example.com"),
+                attrs: Box::new(attrs("late@example.com")),
             },
             Change::AddMembership {
                 team: TeamRef::Existing(after.teams[0].id),
@@ -683,7 +683,7 @@ both_backends!(
         let plan: Vec<Change> = (0..250)
             .map(|i| Change::CreateUser {
                 okta_id: format!("00unew{i}"),
-                attrs: attrs(&format!("new{i}@example.com")),
+                attrs: Box::new(attrs(&format!("new{i}@example.com"))),
             })
             .collect();
         // 100 per second with a burst of 100: the last 150 take 1.5 s.

@@ -207,7 +207,7 @@ impl Sim {
                     SimUser {
                         email_key: key,
                         okta_id: Some(okta_id.clone()),
-                        attrs: attrs.clone(),
+                        attrs: (**attrs).clone(),
                         active: true,
                     },
                 );
@@ -242,7 +242,7 @@ impl Sim {
                 after,
             } => {
                 let user = self.expect_okta(*user_id, okta_id)?;
-                if user.attrs != *before {
+                if user.attrs != **before {
                     return Err(format!(
                         "user {user_id}'s attributes changed since: {:?} {:?} {:?} {:?}, expected {:?} {:?} {:?} {:?}",
                         user.attrs.email,
@@ -269,7 +269,7 @@ impl Sim {
                 self.by_email.insert(key.clone(), *user_id);
                 if let Some(user) = self.users.get_mut(user_id) {
                     user.email_key = key;
-                    user.attrs = after.clone();
+                    user.attrs = (**after).clone();
                 }
             }
             Change::ReactivateUser {
@@ -407,7 +407,7 @@ mod tests {
         let changes = vec![
             Change::CreateUser {
                 okta_id: "00u9".into(),
-                attrs: attrs("new@x.com"),
+                attrs: Box::new(attrs("new@x.com")),
             },
             Change::AddMembership {
                 team: TeamRef::Existing(10),
@@ -447,7 +447,7 @@ mod tests {
             // Already exists.
             Change::CreateUser {
                 okta_id: "00u9".into(),
-                attrs: attrs("A@x.com"),
+                attrs: Box::new(attrs("A@x.com")),
             },
             // Already active.
             Change::ReactivateUser {
@@ -476,8 +476,8 @@ mod tests {
             Change::UpdateUser {
                 user_id: 1,
                 okta_id: "00u1".into(),
-                before: attrs("old@x.com"),
-                after: attrs("a@x.com"),
+                before: Box::new(attrs("old@x.com")),
+                after: Box::new(attrs("a@x.com")),
             },
             // Inactive already.
             Change::DeactivateUser {
@@ -505,8 +505,8 @@ mod tests {
         let upd = |id: i64, okta: &str, before: &UserAttrs, after: &UserAttrs| Change::UpdateUser {
             user_id: id,
             okta_id: okta.into(),
-            before: before.clone(),
-            after: after.clone(),
+            before: Box::new(before.clone()),
+            after: Box::new(after.clone()),
         };
         let chain = vec![
             upd(1, "00u1", &a, &tmp),

@@ -358,7 +358,7 @@ mod tests {
             },
             Change::CreateUser {
                 okta_id: "00u9".into(),
-                attrs: attrs("n@x.com"),
+                attrs: Box::new(attrs("n@x.com")),
             },
             Change::LinkUser {
                 user_id: 4,
@@ -369,8 +369,8 @@ mod tests {
             Change::UpdateUser {
                 user_id: 5,
                 okta_id: "00u5".into(),
-                before: attrs("a@x.com"),
-                after: attrs("b@x.com"),
+                before: Box::new(attrs("a@x.com")),
+                after: Box::new(attrs("b@x.com")),
             },
             Change::ReactivateUser {
                 user_id: 6,

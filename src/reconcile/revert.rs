@@ -296,8 +296,8 @@ fn invert(row: &AuditRecord, state: &StoreState) -> Result<Inverse, String> {
             Change::UpdateUser {
                 user_id,
                 okta_id,
-                before: attrs(&new)?,
-                after: attrs(&old)?,
+                before: Box::new(attrs(&new)?),
+                after: Box::new(attrs(&old)?),
             }
         }
         "membership_added" => {

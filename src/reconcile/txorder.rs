@@ -35,7 +35,7 @@ pub fn group_new_users(changes: Vec<Change>) -> Vec<Change> {
 }
 
 /// [`group_new_users`] with chunks of `chunk` users (at least 1).
-pub fn group_new_users_in_chunks(changes: Vec<Change>, chunk: usize) -> Vec<Change> {
+pub fn group_new_users_in_chunks(mut changes: Vec<Change>, chunk: usize) -> Vec<Change> {
     let chunk = chunk.max(1);
     // Which chunk each creation falls in: runs of consecutive creations
     // (new-user memberships aside, they move anyway) cut every `chunk`.
@@ -75,43 +75,73 @@ pub fn group_new_users_in_chunks(changes: Vec<Change>, chunk: usize) -> Vec<Chan
             _ => None,
         })
         .collect();
-    let mut members: Vec<Vec<Change>> = vec![Vec::new(); chunks];
+    // The new order as indices, then the changes moved into it in place:
+    // the plan's changes are never held twice.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); chunks];
     let mut orphans = Vec::new();
-    let mut out = Vec::with_capacity(changes.len());
-    // The chunk whose creations are being copied; its memberships follow
-    // its last creation.
-    let mut open: Option<usize> = None;
     let mut rest = Vec::with_capacity(changes.len());
-    for (i, change) in changes.into_iter().enumerate() {
-        match (&change, member_chunk[i]) {
-            (_, Some(c)) => members[c].push(change),
+    for (i, change) in changes.iter().enumerate() {
+        match (change, member_chunk[i]) {
+            (_, Some(c)) => members[c].push(i),
             (
                 Change::AddMembership {
                     user: UserRef::New { .. },
                     ..
                 },
                 None,
-            ) => orphans.push(change),
-            _ => rest.push((change, chunk_at[i])),
+            ) => orphans.push(i),
+            _ => rest.push(i),
         }
     }
-    for (change, this) in rest {
+    drop(member_chunk);
+    // The chunk whose creations are being placed; its memberships follow
+    // its last creation.
+    let mut open: Option<usize> = None;
+    let mut order = Vec::with_capacity(changes.len());
+    for i in rest {
+        let this = chunk_at[i];
         if let Some(c) = open
             && this != Some(c)
         {
-            out.append(&mut members[c]);
+            order.append(&mut members[c]);
         }
         open = this;
-        out.push(change);
+        order.push(i);
     }
     if let Some(c) = open {
-        out.append(&mut members[c]);
+        order.append(&mut members[c]);
     }
     // A membership of a user the plan does not create (a planner bug) stays
     // at the end, where apply reports it as dangling.
-    orphans.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
-    out.extend(orphans);
-    out
+    orphans.sort_by(|&a, &b| format!("{:?}", changes[a]).cmp(&format!("{:?}", changes[b])));
+    order.extend(orphans);
+    permute(&mut changes, &order);
+    changes
+}
+
+/// Reorders `items` in place so that `items[k]` becomes the former
+/// `items[order[k]]`; `order` is a permutation of `0..items.len()`. Each
+/// cycle of the permutation is followed once with swaps.
+fn permute<T>(items: &mut [T], order: &[usize]) {
+    assert_eq!(
+        items.len(),
+        order.len(),
+        "the new order places every change"
+    );
+    let mut placed = vec![false; items.len()];
+    for start in 0..items.len() {
+        // The element first at `start` sits at `hole` until its place.
+        let mut hole = start;
+        while !placed[hole] {
+            placed[hole] = true;
+            let from = order[hole];
+            if from == start {
+                break;
+            }
+            items.swap(hole, from);
+            hole = from;
+        }
+    }
 }
 
 /// Transaction boundaries: ranges of `max` changes (at least 1), each
@@ -173,16 +203,30 @@ pub(super) mod tests {
     use super::*;
     use crate::model::{Role, TeamRef, UserAttrs};
 
+    proptest! {
+        /// `permute` moves every element to its place in the new order,
+        /// whatever the permutation's cycles.
+        #[test]
+        fn permute_places_each_element_where_the_order_says(
+            order in (0usize..200).prop_flat_map(|n| Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+        ) {
+            let mut items: Vec<String> = (0..order.len()).map(|i| format!("c{i}")).collect();
+            let expected: Vec<String> = order.iter().map(|&i| items[i].clone()).collect();
+            permute(&mut items, &order);
+            prop_assert_eq!(items, expected);
+        }
+    }
+
     /// A new user `id` (also used by apply's tests).
     pub(in crate::reconcile) fn create(id: &str) -> Change {
         Change::CreateUser {
             okta_id: id.into(),
-            attrs: UserAttrs {
+            attrs: Box::new(UserAttrs {
                 email: format!("{id}@x.example"),
                 first_name: String::new(),
                 last_name: String::new(),
                 display_name: String::new(),
-            },
+            }),
         }
     }
 

@@ -1,67 +1,64 @@
 //! Reading the store: the whole state the planner needs, and the managed-user
 //! counts the metrics report.
 
-use sqlx::Row;
+use futures_util::TryStreamExt;
+use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Row};
 
 use crate::model::{StoreMembership, StoreState, StoreTeam, StoreUser};
 use crate::store::{Store, StoreError, query_err};
 
 impl Store {
-    /// Reads everything the planner needs.
+    /// Reads everything the planner needs. Rows are decoded as they stream
+    /// in, so the driver's rows of a million memberships are never all in
+    /// memory at once: only the compact values are kept.
     pub async fn load_state(&self) -> Result<StoreState, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(query_err("acquire"))?;
-        let users = sqlx::query(
+        let users = decode_all(
+            &mut conn,
             "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users ORDER BY id",
+            ("read users", "decode users"),
+            |r| {
+                Ok(StoreUser {
+                    id: r.try_get("id")?,
+                    email: r.try_get("email")?,
+                    okta_id: r.try_get("okta_id")?,
+                    first_name: r.try_get("first_name")?,
+                    last_name: r.try_get("last_name")?,
+                    display_name: r.try_get("display_name")?,
+                    active: r.try_get::<i64, _>("active")? != 0,
+                })
+            },
         )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(query_err("read users"))?
-        .iter()
-        .map(|r| -> Result<StoreUser, sqlx::Error> {
-            Ok(StoreUser {
-                id: r.try_get("id")?,
-                email: r.try_get("email")?,
-                okta_id: r.try_get("okta_id")?,
-                first_name: r.try_get("first_name")?,
-                last_name: r.try_get("last_name")?,
-                display_name: r.try_get("display_name")?,
-                active: r.try_get::<i64, _>("active")? != 0,
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(query_err("decode users"))?;
-        let teams = sqlx::query("SELECT id, name, okta_group_id FROM teams ORDER BY id")
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(query_err("read teams"))?
-            .iter()
-            .map(|r| -> Result<StoreTeam, sqlx::Error> {
+        .await?;
+        let teams = decode_all(
+            &mut conn,
+            "SELECT id, name, okta_group_id FROM teams ORDER BY id",
+            ("read teams", "decode teams"),
+            |r| {
                 Ok(StoreTeam {
                     id: r.try_get("id")?,
                     name: r.try_get("name")?,
                     okta_group_id: r.try_get("okta_group_id")?,
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(query_err("decode teams"))?;
-        let rows =
-            sqlx::query("SELECT team_id, user_id, role FROM memberships ORDER BY team_id, user_id")
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(query_err("read memberships"))?;
-        let mut memberships = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let role: String = r.try_get("role").map_err(query_err("decode memberships"))?;
-            memberships.push(StoreMembership {
-                team_id: r
-                    .try_get("team_id")
-                    .map_err(query_err("decode memberships"))?,
-                user_id: r
-                    .try_get("user_id")
-                    .map_err(query_err("decode memberships"))?,
-                role: role.parse().map_err(StoreError::Corrupt)?,
-            });
-        }
+            },
+        )
+        .await?;
+        let memberships = decode_all(
+            &mut conn,
+            "SELECT team_id, user_id, role FROM memberships ORDER BY team_id, user_id",
+            ("read memberships", "decode memberships"),
+            |r| {
+                let role: &str = r.try_get("role")?;
+                Ok(StoreMembership {
+                    team_id: r.try_get("team_id")?,
+                    user_id: r.try_get("user_id")?,
+                    role: role.parse().map_err(Bad::Corrupt)?,
+                })
+            },
+        )
+        .await?;
         Ok(StoreState {
             users,
             teams,
@@ -81,4 +78,38 @@ impl Store {
         let total: i64 = row.try_get(1).map_err(query_err("count managed users"))?;
         Ok((active.max(0) as u64, (total - active).max(0) as u64))
     }
+}
+
+/// Why a row could not be decoded: the driver's error, or a value no
+/// writer of this program stores (`StoreError::Corrupt`).
+enum Bad {
+    Sql(sqlx::Error),
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for Bad {
+    fn from(e: sqlx::Error) -> Bad {
+        Bad::Sql(e)
+    }
+}
+
+/// Runs `sql` and decodes each row with `decode` as it arrives; `what`
+/// names the read and the decoding in errors.
+async fn decode_all<T>(
+    conn: &mut PoolConnection<Any>,
+    sql: &'static str,
+    (read, decoding): (&'static str, &'static str),
+    decode: impl Fn(&AnyRow) -> Result<T, Bad>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = sqlx::query(sql).fetch(&mut **conn);
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(query_err(read))? {
+        match decode(&row) {
+            Ok(value) => out.push(value),
+            Err(Bad::Sql(e)) => return Err(query_err(decoding)(e)),
+            Err(Bad::Corrupt(why)) => return Err(StoreError::Corrupt(why)),
+        }
+    }
+    out.shrink_to_fit();
+    Ok(out)
 }

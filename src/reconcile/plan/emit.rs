@@ -446,14 +446,14 @@ impl<'a> Planner<'a> {
             Some(Change::UpdateUser {
                 user_id: self.users[t].id,
                 okta_id: self.okta_id(i).to_string(),
-                before: store_attrs(self.users[t]),
-                after: self.okta[i].wanted.as_ref()?.attrs(),
+                before: Box::new(store_attrs(self.users[t])),
+                after: Box::new(self.okta[i].wanted.as_ref()?.attrs()),
             })
         }));
         changes.extend(records.create_users.iter().filter_map(|&i| {
             Some(Change::CreateUser {
                 okta_id: self.okta_id(i).to_string(),
-                attrs: self.okta[i].wanted.as_ref()?.attrs(),
+                attrs: Box::new(self.okta[i].wanted.as_ref()?.attrs()),
             })
         }));
         changes.extend(

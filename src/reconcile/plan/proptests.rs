@@ -136,7 +136,9 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                     format!("{c:?}: email taken")
                 })?;
                 let u = user(&mut s, *user_id, okta_id)?;
-                check(store_attrs(u) == *before, || format!("{c:?}: stale before"))?;
+                check(store_attrs(u) == **before, || {
+                    format!("{c:?}: stale before")
+                })?;
                 check(before != after, || format!("{c:?}: no-op"))?;
                 u.email = after.email.clone();
                 u.first_name = after.first_name.clone();

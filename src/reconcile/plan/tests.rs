@@ -205,7 +205,7 @@ pub(crate) fn findings_with(plan: &Plan, severity: Severity, needles: &[&str]) -
 pub(crate) fn create(okta_id: &str, email: &str) -> Change {
     Change::CreateUser {
         okta_id: okta_id.to_string(),
-        attrs: attrs(email, "", "", ""),
+        attrs: Box::new(attrs(email, "", "", "")),
     }
 }
 
@@ -227,8 +227,8 @@ pub(crate) fn update(user_id: i64, okta_id: &str, before: UserAttrs, after: User
     Change::UpdateUser {
         user_id,
         okta_id: okta_id.to_string(),
-        before,
-        after,
+        before: Box::new(before),
+        after: Box::new(after),
     }
 }
 
@@ -529,7 +529,12 @@ fn control_characters_in_names_become_replacement_characters() {
         [Change::CreateUser {
             okta_id: "00u1".into(),
             // Trimmed first: the trailing CR is whitespace.
-            attrs: attrs("a@x.com", "A\u{fffd}B", "C\u{fffd}[31mD", "\u{fffd}Bell"),
+            attrs: Box::new(attrs(
+                "a@x.com",
+                "A\u{fffd}B",
+                "C\u{fffd}[31mD",
+                "\u{fffd}Bell"
+            )),
         }]
     );
     // Stored names that still hold them are updated to the clean form.
@@ -626,7 +631,7 @@ fn display_name_falls_back_to_first_and_last_name() {
         p.changes,
         [Change::CreateUser {
             okta_id: "00u1".into(),
-            attrs: attrs("a@x.com", "A", "B", "Ada")
+            attrs: Box::new(attrs("a@x.com", "A", "B", "Ada"))
         }]
     );
     for (first, last, display, expected) in table {
@@ -639,7 +644,7 @@ fn display_name_falls_back_to_first_and_last_name() {
             p.changes,
             [Change::CreateUser {
                 okta_id: "00u1".into(),
-                attrs: expected
+                attrs: Box::new(expected)
             }]
         );
     }
