@@ -196,13 +196,18 @@ pub struct SafetyLimits {
 // The plan.
 // ---------------------------------------------------------------------------
 
+/// A string a plan repeats (a team's name, a user's email and Okta id in
+/// each of its memberships), allocated once and shared by the changes that
+/// name it: a first sync holds a change per membership.
+pub type Shared = std::sync::Arc<str>;
+
 /// A user a change refers to: one already in the store, or one created
 /// earlier in the same plan (identified by its Okta id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UserRef {
     Existing(i64),
-    New { okta_id: String },
+    New { okta_id: Shared },
 }
 
 /// A team a change refers to: one already in the store, or one created
@@ -211,7 +216,7 @@ pub enum UserRef {
 #[serde(rename_all = "snake_case")]
 pub enum TeamRef {
     Existing(i64),
-    New { name: String },
+    New { name: Shared },
 }
 
 /// The attributes of a Writer user that follow Okta.
@@ -291,25 +296,25 @@ pub enum Change {
     #[serde(rename = "membership_added")]
     AddMembership {
         team: TeamRef,
-        team_name: String,
+        team_name: Shared,
         user: UserRef,
-        email: String,
+        email: Shared,
         role: Role,
     },
     #[serde(rename = "membership_removed")]
     RemoveMembership {
         team_id: i64,
-        team_name: String,
+        team_name: Shared,
         user_id: i64,
-        email: String,
+        email: Shared,
         role: Role,
     },
     #[serde(rename = "role_changed")]
     ChangeRole {
         team_id: i64,
-        team_name: String,
+        team_name: Shared,
         user_id: i64,
-        email: String,
+        email: Shared,
         from: Role,
         to: Role,
     },
@@ -447,4 +452,17 @@ pub struct Plan {
     pub pending_deactivations: Vec<PendingDeactivation>,
     /// The grace's bookkeeping to write with the changes.
     pub missing: MissingUpdate,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A first sync holds a `Change` per membership (5 million in a
+    /// 1M-user org): boxed attributes and shared names keep each one small.
+    #[test]
+    fn a_change_stays_small() {
+        let size = std::mem::size_of::<Change>();
+        assert!(size <= 96, "a Change takes {size} bytes");
+    }
 }

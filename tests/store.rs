@@ -454,9 +454,9 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
             team: TeamRef::Existing(team("Everyone")),
             team_name: "Everyone".into(),
             user: UserRef::New {
-                okta_id: format!("00unew{i}"),
+                okta_id: format!("00unew{i}").into(),
             },
-            email: format!("new{i}@example.com"),
+            email: format!("new{i}@example.com").into(),
             role: if i % 5 == 0 {
                 Role::Admin
             } else {
@@ -468,9 +468,9 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
                 team: TeamRef::New { name: "Ops".into() },
                 team_name: "Ops".into(),
                 user: UserRef::New {
-                    okta_id: format!("00unew{i}"),
+                    okta_id: format!("00unew{i}").into(),
                 },
-                email: format!("new{i}@example.com"),
+                email: format!("new{i}@example.com").into(),
                 role: Role::Member,
             });
         }
@@ -494,14 +494,14 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
         team_id: team("Engineering"),
         team_name: "Engineering".into(),
         user_id: bob.id,
-        email: bob.email.clone(),
+        email: bob.email.clone().into(),
         role: Role::Member,
     });
     plan.push(Change::RemoveMembership {
         team_id: team("Everyone"),
         team_name: "Everyone".into(),
         user_id: zoe.id,
-        email: zoe.email.clone(),
+        email: zoe.email.clone().into(),
         role: Role::Member,
     });
     plan.push(Change::DeactivateUser {
@@ -657,7 +657,7 @@ both_backends!(
             },
             Change::AddMembership {
                 team: TeamRef::Existing(after.teams[0].id),
-                team_name: after.teams[0].name.clone(),
+                team_name: after.teams[0].name.clone().into(),
                 user: UserRef::New {
                     okta_id: "00ughost".into(),
                 },

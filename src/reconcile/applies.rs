@@ -101,7 +101,7 @@ impl Sim {
             UserRef::Existing(id) => self.user(*id).map(|_| *id),
             UserRef::New { okta_id } => self
                 .by_okta
-                .get(okta_id)
+                .get(&**okta_id)
                 .copied()
                 .filter(|id| *id < 0)
                 .ok_or_else(|| format!("no earlier change creates Okta user {okta_id}")),
@@ -117,7 +117,7 @@ impl Sim {
                 .ok_or_else(|| format!("team {id} does not exist")),
             TeamRef::New { name } => self
                 .team_by_name
-                .get(name)
+                .get(&**name)
                 .copied()
                 .filter(|id| *id < 0)
                 .ok_or_else(|| format!("no earlier change creates team {name:?}")),

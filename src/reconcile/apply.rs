@@ -547,8 +547,8 @@ impl<'a> Ids<'a> {
             UserRef::New { okta_id } => self
                 .staged
                 .users
-                .get(okta_id)
-                .or_else(|| self.committed.users.get(okta_id))
+                .get(&**okta_id)
+                .or_else(|| self.committed.users.get(&**okta_id))
                 .copied()
                 .ok_or_else(|| ApplyError::Dangling(format!("new user {okta_id}"))),
         }
@@ -560,8 +560,8 @@ impl<'a> Ids<'a> {
             TeamRef::New { name } => self
                 .staged
                 .teams
-                .get(name)
-                .or_else(|| self.committed.teams.get(name))
+                .get(&**name)
+                .or_else(|| self.committed.teams.get(&**name))
                 .copied()
                 .ok_or_else(|| ApplyError::Dangling(format!("new team {name:?}"))),
         }
@@ -616,7 +616,7 @@ mod tests {
             team_id: 1,
             team_name: "Eng".into(),
             user_id: user,
-            email: format!("{user}@x.example"),
+            email: format!("{user}@x.example").into(),
             from: Role::Member,
             to: Role::Admin,
         }
@@ -627,7 +627,7 @@ mod tests {
             team: TeamRef::Existing(1),
             team_name: "Eng".into(),
             user: UserRef::New { okta_id: id.into() },
-            email: format!("{id}@x.example"),
+            email: format!("{id}@x.example").into(),
             role: Role::Member,
         }
     }

@@ -305,9 +305,9 @@ fn invert(row: &AuditRecord, state: &StoreState) -> Result<Inverse, String> {
             let (team_id, user_id) = membership_ids(state, &new)?;
             Change::RemoveMembership {
                 team_id,
-                team_name: team_name(state, team_id)?,
+                team_name: team_name(state, team_id)?.into(),
                 user_id,
-                email: user_email(state, user_id)?,
+                email: user_email(state, user_id)?.into(),
                 role: role(&new)?,
             }
         }
@@ -316,9 +316,9 @@ fn invert(row: &AuditRecord, state: &StoreState) -> Result<Inverse, String> {
             let (team_id, user_id) = (id(&old, "team_id")?, id(&old, "user_id")?);
             Change::AddMembership {
                 team: crate::model::TeamRef::Existing(team_id),
-                team_name: team_name(state, team_id)?,
+                team_name: team_name(state, team_id)?.into(),
                 user: crate::model::UserRef::Existing(user_id),
-                email: user_email(state, user_id)?,
+                email: user_email(state, user_id)?.into(),
                 role: role(&old)?,
             }
         }
@@ -327,9 +327,9 @@ fn invert(row: &AuditRecord, state: &StoreState) -> Result<Inverse, String> {
             let (team_id, user_id) = (id(&new, "team_id")?, id(&new, "user_id")?);
             Change::ChangeRole {
                 team_id,
-                team_name: team_name(state, team_id)?,
+                team_name: team_name(state, team_id)?.into(),
                 user_id,
-                email: user_email(state, user_id)?,
+                email: user_email(state, user_id)?.into(),
                 from: role(&new)?,
                 to: role(&old)?,
             }

@@ -71,7 +71,7 @@ pub fn group_new_users_in_chunks(mut changes: Vec<Change>, chunk: usize) -> Vec<
             Change::AddMembership {
                 user: UserRef::New { okta_id },
                 ..
-            } => chunk_of.get(okta_id.as_str()).copied(),
+            } => chunk_of.get(&**okta_id).copied(),
             _ => None,
         })
         .collect();
@@ -180,7 +180,7 @@ fn allowed_cuts(changes: &[Change]) -> Vec<bool> {
                 user: UserRef::New { okta_id },
                 ..
             } => {
-                if let Some(&c) = created_at.get(okta_id.as_str()) {
+                if let Some(&c) = created_at.get(&**okta_id) {
                     reach[c] = reach[c].max(i);
                 }
             }
@@ -235,7 +235,7 @@ pub(super) mod tests {
             team: TeamRef::New { name: team.into() },
             team_name: team.into(),
             user: UserRef::New { okta_id: id.into() },
-            email: format!("{id}@x.example"),
+            email: format!("{id}@x.example").into(),
             role: Role::Member,
         }
     }
@@ -245,7 +245,7 @@ pub(super) mod tests {
             team: TeamRef::Existing(1),
             team_name: team.into(),
             user: UserRef::Existing(user),
-            email: format!("{user}@x.example"),
+            email: format!("{user}@x.example").into(),
             role: Role::Member,
         }
     }
@@ -457,7 +457,7 @@ pub(super) mod tests {
                         created.insert(okta_id, i);
                     }
                     Change::AddMembership { user: UserRef::New { okta_id }, .. } => {
-                        let c = created.get(okta_id.as_str()).copied();
+                        let c = created.get(&**okta_id).copied();
                         prop_assert!(c.is_some(), "membership before its creation at {}", i);
                         prop_assert_eq!(batch_of(c.unwrap_or(0)), batch_of(i));
                     }
@@ -471,7 +471,7 @@ pub(super) mod tests {
                     let splits = ordered[..cut].iter().any(|c| match c {
                         Change::CreateUser { okta_id, .. } => ordered[cut..].iter().any(|m| matches!(
                             m,
-                            Change::AddMembership { user: UserRef::New { okta_id: o }, .. } if o == okta_id
+                            Change::AddMembership { user: UserRef::New { okta_id: o }, .. } if **o == **okta_id
                         )),
                         _ => false,
                     });

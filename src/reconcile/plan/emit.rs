@@ -11,7 +11,8 @@
 use std::collections::BTreeSet;
 
 use crate::model::{
-    Change, DeactivationReason, MissingUpdate, PendingDeactivation, Plan, Role, TeamRef, UserRef,
+    Change, DeactivationReason, MissingUpdate, PendingDeactivation, Plan, Role, Shared,
+    StoreMembership, TeamRef, UserRef,
 };
 use crate::reconcile::plan::index::prefix_u64;
 use crate::reconcile::plan::teams::TeamPhase;
@@ -245,7 +246,7 @@ impl<'a> Planner<'a> {
                 }
             }
             let current = team.team_id.map_or(&[][..], |id| self.memberships_of(id));
-            for &(_, user_id, role) in current {
+            for &StoreMembership { user_id, role, .. } in current {
                 let Some(s) = self.user_idx.get(user_id) else {
                     continue;
                 };
@@ -281,7 +282,7 @@ impl<'a> Planner<'a> {
         let Some((team_id, _)) = &teams.default_team else {
             return;
         };
-        for &(_, user_id, role) in self.memberships_of(*team_id) {
+        for &StoreMembership { user_id, role, .. } in self.memberships_of(*team_id) {
             if let Some(s) = self.user_idx.get(user_id)
                 && let Owner::Active(i) = owners[s]
                 && self.okta[i].role != role
@@ -338,12 +339,12 @@ impl<'a> Planner<'a> {
             .linked
             .iter()
             .enumerate()
-            .map(|(k, t)| (t.name.as_str(), TeamSlot::Linked(k)))
+            .map(|(k, t)| (&*t.name, TeamSlot::Linked(k)))
             .chain(
                 teams
                     .default_team
                     .as_ref()
-                    .map(|(_, name)| (name.as_str(), TeamSlot::Default)),
+                    .map(|(_, name)| (&**name, TeamSlot::Default)),
             )
             .collect();
         team_names.sort_unstable();
@@ -398,22 +399,23 @@ impl<'a> Planner<'a> {
         records: &Records,
         update_order: &[usize],
     ) -> Vec<Change> {
-        let final_email = |s: usize| match owners[s] {
-            Owner::Active(i) => self.wanted_email(i),
-            _ => self.users[s].email.as_str(),
-        };
+        // Emails (an Okta entry's wanted one, a store user's) and new users'
+        // Okta ids, allocated once for all the memberships that name them.
+        let mut okta_emails = SharedStrings::new(self.okta.len());
+        let mut store_emails = SharedStrings::new(self.users.len());
+        let mut new_ids = SharedStrings::new(self.okta.len());
         let team_of = |slot: TeamSlot| match slot {
             TeamSlot::Linked(k) => teams.linked.get(k).map(|t| {
                 (
                     t.team.clone(),
                     t.team_id.unwrap_or_default(),
-                    t.name.as_str(),
+                    Shared::clone(&t.name),
                 )
             }),
             TeamSlot::Default => teams
                 .default_team
                 .as_ref()
-                .map(|(id, name)| (TeamRef::Existing(*id), *id, name.as_str())),
+                .map(|(id, name)| (TeamRef::Existing(*id), *id, Shared::clone(name))),
         };
         let mut create_teams = teams.create.clone();
         create_teams.sort_by(|a, b| team_change_name(a).cmp(&team_change_name(b)));
@@ -470,7 +472,7 @@ impl<'a> Planner<'a> {
             let (team, _, team_name) = team_of(slot)?;
             let user = match self.target[i]? {
                 Target::Create => UserRef::New {
-                    okta_id: self.okta_id(i).to_string(),
+                    okta_id: new_ids.get(i, || self.okta_id(i)),
                 },
                 Target::Linked(t) | Target::Link(t) | Target::Rehire(t) => {
                     UserRef::Existing(self.users[t].id)
@@ -478,12 +480,17 @@ impl<'a> Planner<'a> {
             };
             Some(Change::AddMembership {
                 team,
-                team_name: team_name.to_string(),
+                team_name,
                 user,
-                email: self.wanted_email(i).to_string(),
+                email: okta_emails.get(i, || self.wanted_email(i)),
                 role: self.okta[i].role,
             })
         }));
+        // A membership's email is the user's after this plan.
+        let mut final_email = |s: usize| match owners[s] {
+            Owner::Active(i) => okta_emails.get(i, || self.wanted_email(i)),
+            _ => store_emails.get(s, || self.users[s].email.as_str()),
+        };
         changes.extend(
             records
                 .role_changes
@@ -492,9 +499,9 @@ impl<'a> Planner<'a> {
                     let (_, team_id, team_name) = team_of(slot)?;
                     Some(Change::ChangeRole {
                         team_id,
-                        team_name: team_name.to_string(),
+                        team_name,
                         user_id: self.users[s].id,
-                        email: final_email(s).to_string(),
+                        email: final_email(s),
                         from,
                         to,
                     })
@@ -504,9 +511,9 @@ impl<'a> Planner<'a> {
             let (_, team_id, team_name) = team_of(slot)?;
             Some(Change::RemoveMembership {
                 team_id,
-                team_name: team_name.to_string(),
+                team_name,
                 user_id: self.users[s].id,
-                email: final_email(s).to_string(),
+                email: final_email(s),
                 role,
             })
         }));
@@ -520,6 +527,23 @@ impl<'a> Planner<'a> {
             })
         }));
         changes
+    }
+}
+
+/// Strings shared by the changes that repeat them, by index, made on first
+/// use.
+struct SharedStrings(Vec<Option<Shared>>);
+
+impl SharedStrings {
+    fn new(len: usize) -> SharedStrings {
+        SharedStrings(vec![None; len])
+    }
+
+    fn get<'s>(&mut self, index: usize, value: impl FnOnce() -> &'s str) -> Shared {
+        match self.0.get_mut(index) {
+            Some(slot) => Shared::clone(slot.get_or_insert_with(|| value().into())),
+            None => value().into(),
+        }
     }
 }
 

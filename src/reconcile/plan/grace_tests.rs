@@ -3,7 +3,7 @@
 
 use super::tests::*;
 use super::*;
-use crate::model::{DeactivationReason, MissingUpdate, PendingDeactivation};
+use crate::model::{DeactivationReason, MissingUpdate, PendingDeactivation, Role};
 use crate::reconcile::plan::scope::Scope;
 
 const HOUR: i64 = 3_600_000;

@@ -8,7 +8,9 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::model::{OktaState, OktaUser, Policy, Role, StoreState, StoreTeam, StoreUser};
+use crate::model::{
+    OktaState, OktaUser, Policy, StoreMembership, StoreState, StoreTeam, StoreUser,
+};
 use crate::reconcile::plan::Planner;
 use crate::reconcile::plan::scope::Scope;
 use crate::reconcile::plan::values::{OktaEntry, email_key};
@@ -268,27 +270,35 @@ impl<'a> Planner<'a> {
             |a, b| a.id == b.id,
         );
 
-        let mut memberships: Vec<(i64, i64, Role)> = store
+        // The store's rows as they are when already sorted by (team, user)
+        // without a pair twice (the store reads them so); otherwise a
+        // sorted copy keeping the first row of each pair by (team, user,
+        // role).
+        let pair = |m: &StoreMembership| (m.team_id, m.user_id);
+        let memberships: Cow<'a, [StoreMembership]> = if store
             .memberships
-            .iter()
-            .map(|m| (m.team_id, m.user_id, m.role))
-            .collect();
-        if !memberships.is_sorted() {
-            memberships.sort_unstable();
-        }
-        memberships.dedup_by(|later, earlier| later.0 == earlier.0 && later.1 == earlier.1);
+            .windows(2)
+            .all(|w| pair(&w[0]) < pair(&w[1]))
+        {
+            Cow::Borrowed(&store.memberships)
+        } else {
+            let mut rows = store.memberships.clone();
+            rows.sort_unstable_by_key(|m| (m.team_id, m.user_id, m.role));
+            rows.dedup_by(|later, earlier| pair(later) == pair(earlier));
+            Cow::Owned(rows)
+        };
         let mut team_ranges: Map<i64, (usize, usize)> = Map::default();
         let mut from = 0;
         for (at, window) in memberships.windows(2).enumerate() {
             if let [a, b] = window
-                && a.0 != b.0
+                && a.team_id != b.team_id
             {
-                team_ranges.insert(a.0, (from, at + 1));
+                team_ranges.insert(a.team_id, (from, at + 1));
                 from = at + 1;
             }
         }
         if let Some(last) = memberships.last() {
-            team_ranges.insert(last.0, (from, memberships.len()));
+            team_ranges.insert(last.team_id, (from, memberships.len()));
         }
 
         let n = entries.len();

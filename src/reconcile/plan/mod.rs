@@ -81,7 +81,8 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use crate::model::{
-    Finding, Grace, OktaState, Plan, Policy, Role, Severity, StoreState, StoreTeam, StoreUser,
+    Finding, Grace, OktaState, Plan, Policy, Severity, StoreMembership, StoreState, StoreTeam,
+    StoreUser,
 };
 use crate::reconcile::plan::index::{Holders, IdIndex, Map};
 use crate::reconcile::plan::scope::Scope;
@@ -190,9 +191,10 @@ struct Planner<'a> {
     /// Store users by email key; built only when some user needs it.
     users_by_email: Map<Cow<'a, str>, Holders>,
     teams: Vec<&'a StoreTeam>,
-    /// Deduplicated memberships sorted by (team, user); `team_ranges` maps
-    /// a team id to its slice.
-    memberships: Vec<(i64, i64, Role)>,
+    /// Deduplicated memberships sorted by (team, user) (the store's own
+    /// rows when they already are); `team_ranges` maps a team id to its
+    /// slice.
+    memberships: Cow<'a, [StoreMembership]>,
     team_ranges: Map<i64, (usize, usize)>,
     skipped: Vec<bool>,
     target: Vec<Option<Target>>,
@@ -248,7 +250,7 @@ impl<'a> Planner<'a> {
         self.okta[i].wanted.as_ref().map_or("", |w| &w.key)
     }
 
-    fn memberships_of(&self, team_id: i64) -> &[(i64, i64, Role)] {
+    fn memberships_of(&self, team_id: i64) -> &[StoreMembership] {
         self.team_ranges
             .get(&team_id)
             .and_then(|&(from, to)| self.memberships.get(from..to))

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::{Change, OktaGroup, OktaUser, TeamRef, UserRef};
+use crate::model::{Change, OktaGroup, OktaUser, Role, TeamRef, UserRef};
 use crate::reconcile::guard::guard;
 use crate::reconcile::guard::tests::{limits, plan_with};
 use crate::reconcile::plan::index::okta_user_key;
@@ -164,12 +164,12 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
             } => {
                 let team_id = match team {
                     TeamRef::Existing(id) => Some(*id),
-                    TeamRef::New { name } => new_teams.get(name).copied(),
+                    TeamRef::New { name } => new_teams.get(&**name).copied(),
                 }
                 .ok_or_else(|| format!("{c:?}: unknown team"))?;
                 let user_id = match user {
                     UserRef::Existing(id) => Some(*id),
-                    UserRef::New { okta_id } => new_users.get(okta_id).copied(),
+                    UserRef::New { okta_id } => new_users.get(&**okta_id).copied(),
                 }
                 .ok_or_else(|| format!("{c:?}: unknown user"))?;
                 check(

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Change, Finding, OktaState, Severity, StoreTeam, TeamRef};
+use crate::model::{Change, Finding, OktaState, Severity, Shared, StoreTeam, TeamRef};
 use crate::reconcile::plan::index::{Map, Set};
 use crate::reconcile::plan::{Planner, join};
 
@@ -15,7 +15,8 @@ pub(super) struct LinkedTeam {
     pub(super) team: TeamRef,
     /// Store id of the team, `None` when created by this plan.
     pub(super) team_id: Option<i64>,
-    pub(super) name: String,
+    /// Shared by every membership change of the team.
+    pub(super) name: Shared,
     /// In-scope members (Okta entry indices), deduplicated.
     pub(super) members: Vec<usize>,
 }
@@ -28,7 +29,7 @@ pub(super) struct TeamPhase {
     /// Store team ids linked by this plan.
     pub(super) linked_now: Set<i64>,
     /// The default team when it gets the default-team rules: id and name.
-    pub(super) default_team: Option<(i64, String)>,
+    pub(super) default_team: Option<(i64, Shared)>,
 }
 
 impl<'a> Planner<'a> {
@@ -97,7 +98,7 @@ impl<'a> Planner<'a> {
                     phase.linked.push(LinkedTeam {
                         team: TeamRef::Existing(t.id),
                         team_id: Some(t.id),
-                        name: t.name.clone(),
+                        name: t.name.as_str().into(),
                         members,
                     });
                     continue;
@@ -136,7 +137,7 @@ impl<'a> Planner<'a> {
                             phase.linked.push(LinkedTeam {
                                 team: TeamRef::Existing(t.id),
                                 team_id: Some(t.id),
-                                name: t.name.clone(),
+                                name: t.name.as_str().into(),
                                 members,
                             });
                         }
@@ -168,12 +169,13 @@ impl<'a> Planner<'a> {
                         name: name.to_string(),
                         okta_group_id: gid.to_string(),
                     });
+                    let name = Shared::from(name);
                     phase.linked.push(LinkedTeam {
                         team: TeamRef::New {
-                            name: name.to_string(),
+                            name: Shared::clone(&name),
                         },
                         team_id: None,
-                        name: name.to_string(),
+                        name,
                         members,
                     });
                 }
@@ -241,7 +243,7 @@ impl<'a> Planner<'a> {
                 Some(&[ti]) => {
                     let t = self.teams[ti];
                     if t.okta_group_id.is_none() && !phase.linked_now.contains(&t.id) {
-                        phase.default_team = Some((t.id, t.name.clone()));
+                        phase.default_team = Some((t.id, t.name.as_str().into()));
                     }
                 }
                 Some(many) if !many.is_empty() => messages.push((

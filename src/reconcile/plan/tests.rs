@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::model::{
-    Change, Counts, DeactivationReason, OktaGroup, OktaUser, StoreMembership, TeamRef, UserAttrs,
-    UserRef,
+    Change, Counts, DeactivationReason, OktaGroup, OktaUser, Role, StoreMembership, TeamRef,
+    UserAttrs, UserRef,
 };
 use crate::reconcile::plan::values::{UnknownRole, is_active_status, normalize_role};
 use serde::Serialize;
@@ -241,9 +241,9 @@ pub(crate) fn add(
 ) -> Change {
     Change::AddMembership {
         team,
-        team_name: team_name.to_string(),
+        team_name: team_name.into(),
         user,
-        email: email.to_string(),
+        email: email.into(),
         role,
     }
 }
@@ -257,16 +257,16 @@ pub(crate) fn remove(
 ) -> Change {
     Change::RemoveMembership {
         team_id,
-        team_name: team_name.to_string(),
+        team_name: team_name.into(),
         user_id,
-        email: email.to_string(),
+        email: email.into(),
         role,
     }
 }
 
 pub(crate) fn new_user(okta_id: &str) -> UserRef {
     UserRef::New {
-        okta_id: okta_id.to_string(),
+        okta_id: okta_id.into(),
     }
 }
 
@@ -1387,7 +1387,7 @@ fn default_team_membership_only_at_creation() {
     assert!(matches!(
         &p.changes[1],
         Change::AddMembership { user: UserRef::New { okta_id }, role: Role::Admin, .. }
-            if okta_id == "00u5"
+            if &**okta_id == "00u5"
     ));
     assert!(matches!(
         &p.changes[2],
@@ -1693,7 +1693,7 @@ fn change_order_follows_rule_14() {
         .filter_map(|c| match c {
             Change::AddMembership {
                 team_name, email, ..
-            } => Some((team_name.as_str(), email.as_str())),
+            } => Some((&**team_name, &**email)),
             _ => None,
         })
         .collect();
