@@ -75,7 +75,9 @@ pub struct OktaUser {
 pub struct OktaGroup {
     pub id: String,
     pub name: String,
-    pub member_ids: Vec<String>,
+    /// Shared: a user in several pushed groups is one allocation (the
+    /// observer interns them).
+    pub member_ids: Vec<Shared>,
     /// Okta's group type (`OKTA_GROUP`, `APP_GROUP` for AD/LDAP imports,
     /// `BUILT_IN`), when Okta sent it; only named in warnings.
     pub kind: Option<String>,

@@ -668,7 +668,7 @@ async fn observe_scoped(
                     member_ids: found
                         .iter()
                         .filter(|(_, (_, groups))| groups.iter().any(|g| g == id))
-                        .map(|(user, _)| user.clone())
+                        .map(|(user, _)| user.as_str().into())
                         .collect(),
                     // The baseline keeps no group types: they only name the
                     // groups in the shared-name warning, which the full

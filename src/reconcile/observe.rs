@@ -8,7 +8,7 @@
 //! listing) is left out with a warning, exactly as if it had been deleted
 //! before the run, and the app's status becomes a warning.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, PushGroups, RoleSource};
-use crate::model::{Finding, OktaGroup, OktaState, OktaUser, Severity};
+use crate::model::{Finding, OktaGroup, OktaState, OktaUser, Severity, Shared};
 use crate::okta::error::{Endpoint, OktaError, Resource};
 use crate::okta::wire::{AppUser, User};
 use crate::okta::{OktaClient, SmallerPages};
@@ -310,7 +310,7 @@ pub fn inactive_app_warning(app: &crate::okta::wire::App) -> String {
 /// when the caller asked for them.
 #[derive(Debug, Default)]
 struct Members {
-    ids: Vec<String>,
+    ids: Vec<Shared>,
     profiles: Vec<OktaUser>,
 }
 
@@ -318,6 +318,9 @@ struct Members {
 #[derive(Debug, Default)]
 struct AllMembers {
     listed: BTreeMap<String, Members>,
+    /// Every member id listed so far, once: a user in several groups is
+    /// one allocation however many groups list it.
+    ids: HashSet<Shared>,
     /// Groups whose member listing answered 404: deleted meanwhile.
     gone: BTreeSet<String>,
     smaller_pages: Vec<SmallerPages>,
@@ -351,7 +354,7 @@ async fn group_members(
                     client
                         .for_each_page(url, |page: Vec<User>| {
                             for user in page {
-                                found.ids.push(user.id.clone());
+                                found.ids.push(Shared::from(user.id.as_str()));
                                 if let Some(role) = &role {
                                     let role = role_value(&user.profile.extra, role);
                                     found.profiles.push(from_user(user, role));
@@ -374,9 +377,17 @@ async fn group_members(
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         match listed {
-            Ok((found, smaller)) => {
+            Ok((mut found, smaller)) => {
                 progress(found.ids.len());
                 all.smaller_pages.extend(smaller);
+                for id in &mut found.ids {
+                    match all.ids.get(&**id) {
+                        Some(known) => *id = Shared::clone(known),
+                        None => {
+                            all.ids.insert(Shared::clone(id));
+                        }
+                    }
+                }
                 all.listed.insert(id, found);
             }
             // The group was deleted after it was listed: what it had

@@ -312,7 +312,7 @@ fn matches_okta(w: &World) -> Result<(), TestCaseError> {
             }
             let u = wanted(k);
             prop_assert!(
-                u.is_some() && g.member_ids.iter().any(|m| m == k),
+                u.is_some() && g.member_ids.iter().any(|m| **m == **k),
                 "{} in {}",
                 k,
                 t.name
@@ -323,12 +323,7 @@ fn matches_okta(w: &World) -> Result<(), TestCaseError> {
         }
         for k in &g.member_ids {
             if wanted(k).is_some() {
-                prop_assert!(
-                    members.contains_key(k.as_str()),
-                    "{} missing from {}",
-                    k,
-                    t.name
-                );
+                prop_assert!(members.contains_key(&**k), "{} missing from {}", k, t.name);
             }
         }
     }
@@ -459,7 +454,10 @@ fn arb_group() -> impl Strategy<Value = OktaGroup> {
         .prop_map(|(id, name, members)| OktaGroup {
             id: format!("00g{id}"),
             name: GROUP_NAMES[name].to_string(),
-            member_ids: members.into_iter().map(|m| format!("00u{m}")).collect(),
+            member_ids: members
+                .into_iter()
+                .map(|m| format!("00u{m}").into())
+                .collect(),
             kind: None,
         })
 }
@@ -799,7 +797,7 @@ fn partial_view(okta: &OktaState, scope: &BTreeSet<String>) -> OktaState {
                 member_ids: g
                     .member_ids
                     .iter()
-                    .filter(|m| scope.contains(*m))
+                    .filter(|m| scope.contains(&***m))
                     .cloned()
                     .collect(),
                 ..g.clone()
@@ -840,9 +838,9 @@ fn arb_scoped_change() -> impl Strategy<Value = (World, BTreeSet<String>, Vec<(S
                     }
                 }
                 for (k, g) in okta.groups.iter_mut().enumerate() {
-                    g.member_ids.retain(|m| *m != id);
+                    g.member_ids.retain(|m| **m != *id);
                     if groups & (1 << k) != 0 {
-                        g.member_ids.push(id.clone());
+                        g.member_ids.push(id.as_str().into());
                     }
                 }
             }

@@ -46,7 +46,7 @@ impl<'a> Planner<'a> {
             entry.1.extend(
                 g.member_ids
                     .iter()
-                    .filter_map(|m| self.okta_idx.get(m.as_str()).copied()),
+                    .filter_map(|m| self.okta_idx.get(&**m).copied()),
             );
         }
         for (_, members) in groups.values_mut() {

@@ -97,7 +97,7 @@ pub(crate) fn group(id: &str, name: &str, members: &[&str]) -> OktaGroup {
     OktaGroup {
         id: id.to_string(),
         name: name.to_string(),
-        member_ids: members.iter().map(|m| m.to_string()).collect(),
+        member_ids: members.iter().map(|&m| m.into()).collect(),
         kind: None,
     }
 }
