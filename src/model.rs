@@ -48,6 +48,11 @@ impl FromStr for Role {
     }
 }
 
+/// A string of a user record (Okta's or the store's): up to 24 bytes are
+/// kept inline (Okta ids, statuses, most names), longer ones on the heap.
+/// A view of a million users is then not millions of small allocations.
+pub type Text = compact_str::CompactString;
+
 // ---------------------------------------------------------------------------
 // What Okta says (observed, flattened from the wire types).
 // ---------------------------------------------------------------------------
@@ -57,16 +62,16 @@ impl FromStr for Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OktaUser {
     /// Okta user id (`00u…`).
-    pub id: String,
+    pub id: Text,
     /// Okta user status as sent (`ACTIVE`, `SUSPENDED`, …).
-    pub status: String,
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub display_name: Option<String>,
+    pub status: Text,
+    pub email: Option<Text>,
+    pub first_name: Option<Text>,
+    pub last_name: Option<Text>,
+    pub display_name: Option<Text>,
     /// Raw value of the configured role attribute, when present and not null.
     /// Non-string JSON values arrive as their JSON text.
-    pub role: Option<String>,
+    pub role: Option<Text>,
 }
 
 /// One pushed Okta group with the ids of its members (any status, in scope
@@ -100,12 +105,12 @@ pub struct OktaState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreUser {
     pub id: i64,
-    pub email: String,
+    pub email: Text,
     /// Set once the user is managed (linked to an Okta user).
-    pub okta_id: Option<String>,
-    pub first_name: String,
-    pub last_name: String,
-    pub display_name: String,
+    pub okta_id: Option<Text>,
+    pub first_name: Text,
+    pub last_name: Text,
+    pub display_name: Text,
     pub active: bool,
 }
 

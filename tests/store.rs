@@ -427,7 +427,7 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
         },
         Change::LinkUser {
             user_id: bob.id,
-            email: bob.email.clone(),
+            email: bob.email.to_string(),
             okta_id: "00u2".into(),
             previous_okta_id: None,
         },
@@ -447,7 +447,7 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
     plan.push(Change::ReactivateUser {
         user_id: bob.id,
         okta_id: "00u2".into(),
-        email: bob.email.clone(),
+        email: bob.email.to_string(),
     });
     for i in 0..new_users {
         plan.push(Change::AddMembership {
@@ -507,7 +507,7 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
     plan.push(Change::DeactivateUser {
         user_id: zoe.id,
         okta_id: "00u3".into(),
-        email: zoe.email.clone(),
+        email: zoe.email.to_string(),
         reason: DeactivationReason::NotInScope,
     });
     txorder::group_new_users(plan)
@@ -515,10 +515,10 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
 
 fn attrs_of(u: &StoreUser) -> UserAttrs {
     UserAttrs {
-        email: u.email.clone(),
-        first_name: u.first_name.clone(),
-        last_name: u.last_name.clone(),
-        display_name: u.display_name.clone(),
+        email: u.email.to_string(),
+        first_name: u.first_name.to_string(),
+        last_name: u.last_name.to_string(),
+        display_name: u.display_name.to_string(),
     }
 }
 

@@ -56,18 +56,18 @@ impl Sim {
         for u in &state.users {
             let user = SimUser {
                 email_key: email_key(&u.email),
-                okta_id: u.okta_id.clone(),
+                okta_id: u.okta_id.as_deref().map(str::to_owned),
                 attrs: UserAttrs {
-                    email: u.email.clone(),
-                    first_name: u.first_name.clone(),
-                    last_name: u.last_name.clone(),
-                    display_name: u.display_name.clone(),
+                    email: u.email.to_string(),
+                    first_name: u.first_name.to_string(),
+                    last_name: u.last_name.to_string(),
+                    display_name: u.display_name.to_string(),
                 },
                 active: u.active,
             };
             sim.by_email.insert(user.email_key.clone(), u.id);
             if let Some(o) = &u.okta_id {
-                sim.by_okta.insert(o.clone(), u.id);
+                sim.by_okta.insert(o.to_string(), u.id);
             }
             sim.users.insert(u.id, user);
         }

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, PushGroups, RoleSource};
-use crate::model::{Finding, OktaGroup, OktaState, OktaUser, Severity, Shared};
+use crate::model::{Finding, OktaGroup, OktaState, OktaUser, Severity, Shared, Text};
 use crate::okta::error::{Endpoint, OktaError, Resource};
 use crate::okta::wire::{AppUser, User};
 use crate::okta::{OktaClient, SmallerPages};
@@ -137,7 +137,7 @@ pub async fn observe(
             let mut by_id: BTreeMap<String, OktaUser> = BTreeMap::new();
             for group in members.listed.values_mut() {
                 for user in group.profiles.drain(..) {
-                    by_id.entry(user.id.clone()).or_insert(user);
+                    by_id.entry(user.id.to_string()).or_insert(user);
                 }
             }
             by_id.into_values().collect()
@@ -425,13 +425,13 @@ pub(crate) fn from_app_user(
         // email, so the planner skips this user with a warning and leaves its
         // Writer user alone (never treated as unassigned).
         None => OktaUser {
-            id: app_user.id,
-            status: app_user.status.unwrap_or_default(),
+            id: app_user.id.into(),
+            status: app_user.status.unwrap_or_default().into(),
             email: None,
             first_name: None,
             last_name: None,
             display_name: None,
-            role: role_from_app,
+            role: role_from_app.map(Text::from),
         },
     }
 }
@@ -439,13 +439,13 @@ pub(crate) fn from_app_user(
 pub(crate) fn from_user(user: User, role: Option<String>) -> OktaUser {
     let p = user.profile;
     OktaUser {
-        id: user.id,
-        status: user.status,
-        email: p.email,
-        first_name: p.first_name,
-        last_name: p.last_name,
-        display_name: p.display_name,
-        role,
+        id: user.id.into(),
+        status: user.status.into(),
+        email: p.email.map(Text::from),
+        first_name: p.first_name.map(Text::from),
+        last_name: p.last_name.map(Text::from),
+        display_name: p.display_name.map(Text::from),
+        role: role.map(Text::from),
     }
 }
 

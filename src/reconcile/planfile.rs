@@ -114,11 +114,11 @@ pub fn store_fingerprint(state: &StoreState) -> String {
         line(json!([
             "u",
             u.id,
-            u.email,
-            u.okta_id,
-            u.first_name,
-            u.last_name,
-            u.display_name,
+            u.email.as_str(),
+            u.okta_id.as_deref(),
+            u.first_name.as_str(),
+            u.last_name.as_str(),
+            u.display_name.as_str(),
             u.active
         ]));
     }
@@ -464,9 +464,9 @@ mod tests {
                     id: 2,
                     email: "c@x.com".into(),
                     okta_id: None,
-                    first_name: String::new(),
-                    last_name: String::new(),
-                    display_name: String::new(),
+                    first_name: String::new().into(),
+                    last_name: String::new().into(),
+                    display_name: String::new().into(),
                     active: true,
                 },
             ],

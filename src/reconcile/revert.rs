@@ -174,13 +174,13 @@ fn user_now(state: &StoreState, user_id: i64) -> Result<(String, String), String
         .iter()
         .find(|u| u.id == user_id)
         .ok_or_else(|| format!("user {user_id} no longer exists"))?;
-    let okta_id = user.okta_id.clone().ok_or_else(|| {
+    let okta_id = user.okta_id.as_deref().map(str::to_owned).ok_or_else(|| {
         format!(
             "user {user_id} ({}) is no longer linked to Okta",
             user.email
         )
     })?;
-    Ok((user.email.clone(), okta_id))
+    Ok((user.email.to_string(), okta_id))
 }
 
 fn user_email(state: &StoreState, user_id: i64) -> Result<String, String> {
@@ -188,7 +188,7 @@ fn user_email(state: &StoreState, user_id: i64) -> Result<String, String> {
         .users
         .iter()
         .find(|u| u.id == user_id)
-        .map(|u| u.email.clone())
+        .map(|u| u.email.to_string())
         .ok_or_else(|| format!("user {user_id} no longer exists"))
 }
 
@@ -266,7 +266,7 @@ fn invert(row: &AuditRecord, state: &StoreState) -> Result<Inverse, String> {
             Change::DeactivateUser {
                 user_id: user.id,
                 okta_id,
-                email: user.email.clone(),
+                email: user.email.to_string(),
                 reason: DeactivationReason::Reverted,
             }
         }

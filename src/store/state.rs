@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Row};
 
-use crate::model::{StoreMembership, StoreState, StoreTeam, StoreUser};
+use crate::model::{StoreMembership, StoreState, StoreTeam, StoreUser, Text};
 use crate::store::{Store, StoreError, query_err};
 
 impl Store {
@@ -20,13 +20,14 @@ impl Store {
             "SELECT id, email, okta_id, first_name, last_name, display_name, active FROM users ORDER BY id",
             ("read users", "decode users"),
             |r| {
+                let text = |column| r.try_get::<&str, _>(column).map(Text::from);
                 Ok(StoreUser {
                     id: r.try_get("id")?,
-                    email: r.try_get("email")?,
-                    okta_id: r.try_get("okta_id")?,
-                    first_name: r.try_get("first_name")?,
-                    last_name: r.try_get("last_name")?,
-                    display_name: r.try_get("display_name")?,
+                    email: text("email")?,
+                    okta_id: r.try_get::<Option<&str>, _>("okta_id")?.map(Text::from),
+                    first_name: text("first_name")?,
+                    last_name: text("last_name")?,
+                    display_name: text("display_name")?,
                     active: r.try_get::<i64, _>("active")? != 0,
                 })
             },

@@ -155,7 +155,7 @@ impl<'a> Planner<'a> {
             pending.push(PendingDeactivation {
                 user_id: user.id,
                 okta_id: okta_id.to_owned(),
-                email: user.email.clone(),
+                email: user.email.to_string(),
                 missing_since: since,
                 deactivate_at: since.saturating_add(grace.after_ms),
             });
@@ -438,9 +438,9 @@ impl<'a> Planner<'a> {
             let user = self.users[t];
             Change::LinkUser {
                 user_id: user.id,
-                email: user.email.clone(),
+                email: user.email.to_string(),
                 okta_id: self.okta_id(i).to_string(),
-                previous_okta_id: user.okta_id.clone(),
+                previous_okta_id: user.okta_id.as_deref().map(str::to_owned),
             }
         }));
         changes.extend(update_order.iter().filter_map(|&i| {
@@ -521,8 +521,8 @@ impl<'a> Planner<'a> {
             let user = self.users[s];
             Some(Change::DeactivateUser {
                 user_id: user.id,
-                okta_id: user.okta_id.clone()?,
-                email: user.email.clone(),
+                okta_id: user.okta_id.as_deref()?.to_owned(),
+                email: user.email.to_string(),
                 reason,
             })
         }));

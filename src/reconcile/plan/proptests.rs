@@ -90,7 +90,9 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
             }
             Change::CreateUser { okta_id, attrs } => {
                 check(
-                    !s.users.iter().any(|u| u.okta_id.as_ref() == Some(okta_id)),
+                    !s.users
+                        .iter()
+                        .any(|u| u.okta_id.as_deref() == Some(okta_id.as_str())),
                     || format!("{c:?}: okta id taken"),
                 )?;
                 check(email_free(&s, &attrs.email, -1), || {
@@ -98,11 +100,11 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                 })?;
                 s.users.push(StoreUser {
                     id: next_user,
-                    email: attrs.email.clone(),
-                    okta_id: Some(okta_id.clone()),
-                    first_name: attrs.first_name.clone(),
-                    last_name: attrs.last_name.clone(),
-                    display_name: attrs.display_name.clone(),
+                    email: attrs.email.clone().into(),
+                    okta_id: Some(okta_id.as_str().into()),
+                    first_name: attrs.first_name.clone().into(),
+                    last_name: attrs.last_name.clone().into(),
+                    display_name: attrs.display_name.clone().into(),
                     active: true,
                 });
                 new_users.insert(okta_id.clone(), next_user);
@@ -115,16 +117,20 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                 previous_okta_id,
             } => {
                 check(
-                    !s.users.iter().any(|u| u.okta_id.as_ref() == Some(okta_id)),
+                    !s.users
+                        .iter()
+                        .any(|u| u.okta_id.as_deref() == Some(okta_id.as_str())),
                     || format!("{c:?}: okta id taken"),
                 )?;
                 let u = s
                     .users
                     .iter_mut()
-                    .find(|u| u.id == *user_id && u.okta_id == *previous_okta_id)
+                    .find(|u| {
+                        u.id == *user_id && u.okta_id.as_deref() == previous_okta_id.as_deref()
+                    })
                     .ok_or_else(|| format!("{c:?}: no such user"))?;
                 check(u.email == *email, || format!("{c:?}: email differs"))?;
-                u.okta_id = Some(okta_id.clone());
+                u.okta_id = Some(okta_id.as_str().into());
             }
             Change::UpdateUser {
                 user_id,
@@ -140,10 +146,10 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                     format!("{c:?}: stale before")
                 })?;
                 check(before != after, || format!("{c:?}: no-op"))?;
-                u.email = after.email.clone();
-                u.first_name = after.first_name.clone();
-                u.last_name = after.last_name.clone();
-                u.display_name = after.display_name.clone();
+                u.email = after.email.as_str().into();
+                u.first_name = after.first_name.as_str().into();
+                u.last_name = after.last_name.as_str().into();
+                u.display_name = after.display_name.as_str().into();
             }
             Change::ReactivateUser {
                 user_id, okta_id, ..
@@ -435,13 +441,13 @@ fn arb_okta_user() -> impl Strategy<Value = OktaUser> {
         0..ROLES.len(),
     )
         .prop_map(|(id, status, email, first, last, display, role)| OktaUser {
-            id: format!("00u{id}"),
-            status: STATUSES[status].to_string(),
-            email,
-            first_name: NAMES[first].map(str::to_string),
-            last_name: NAMES[last].map(str::to_string),
-            display_name: NAMES[display].map(str::to_string),
-            role: ROLES[role].map(str::to_string),
+            id: format!("00u{id}").into(),
+            status: STATUSES[status].to_string().into(),
+            email: email.map(Into::into),
+            first_name: NAMES[first].map(str::to_string).map(Into::into),
+            last_name: NAMES[last].map(str::to_string).map(Into::into),
+            display_name: NAMES[display].map(str::to_string).map(Into::into),
+            role: ROLES[role].map(str::to_string).map(Into::into),
         })
 }
 
@@ -475,11 +481,11 @@ fn arb_store_user() -> impl Strategy<Value = StoreUser> {
             let last = NAMES[last].unwrap_or("").trim().to_string();
             StoreUser {
                 id: 0,
-                email: email.trim().to_string(),
-                okta_id: okta.map(|k| format!("00u{k}")),
-                display_name: format!("{first} {last}").trim().to_string(),
-                first_name: first,
-                last_name: last,
+                email: email.trim().to_string().into(),
+                okta_id: okta.map(|k| format!("00u{k}")).map(Into::into),
+                display_name: format!("{first} {last}").trim().to_string().into(),
+                first_name: first.into(),
+                last_name: last.into(),
                 active,
             }
         })
@@ -627,9 +633,9 @@ proptest! {
                 // deactivated (and so removed from linked teams), and
                 // only when that Okta user is inactive.
                 if let Some(k) = &u.okta_id
-                    && d.skipped_okta_ids.contains(k)
+                    && d.skipped_okta_ids.contains(k.as_str())
                 {
-                    let inactive = w.okta.users.iter().any(|o| &o.id == k && !is_active_status(&o.status));
+                    let inactive = w.okta.users.iter().any(|o| o.id == k && !is_active_status(&o.status));
                     let allowed = matches!(c, Change::DeactivateUser { .. } | Change::RemoveMembership { .. });
                     prop_assert!(inactive && allowed, "skipped: {:?}", c);
                 }
@@ -724,7 +730,7 @@ proptest! {
             if let Change::DeactivateUser { user_id, okta_id, .. } = c {
                 let u = w.store.users.iter().find(|u| u.id == *user_id);
                 prop_assert!(u.is_some_and(|u| u.active && u.okta_id.as_deref() == Some(okta_id.as_str())), "{:?}", c);
-                let copies: Vec<&OktaUser> = w.okta.users.iter().filter(|o| &o.id == okta_id).collect();
+                let copies: Vec<&OktaUser> = w.okta.users.iter().filter(|o| o.id == okta_id).collect();
                 prop_assert!(
                     copies.is_empty() || copies.iter().any(|o| !is_active_status(&o.status)),
                     "an active in-scope Okta user was deactivated: {:?}", c
@@ -772,7 +778,7 @@ fn widen(
             okta.users
                 .iter()
                 .filter(|u| okta_email_key(u).is_some_and(|k| keys.contains(&k)))
-                .map(|u| u.id.clone()),
+                .map(|u| u.id.to_string()),
         );
         if scope.len() == before {
             return scope;
@@ -787,7 +793,7 @@ fn partial_view(okta: &OktaState, scope: &BTreeSet<String>) -> OktaState {
         users: okta
             .users
             .iter()
-            .filter(|u| scope.contains(&u.id))
+            .filter(|u| scope.contains(u.id.as_str()))
             .cloned()
             .collect(),
         groups: okta
@@ -832,7 +838,7 @@ fn arb_scoped_change() -> impl Strategy<Value = (World, BTreeSet<String>, Vec<(S
                     _ => {
                         okta.users.retain(|u| u.id != id);
                         okta.users.push(OktaUser {
-                            id: id.clone(),
+                            id: id.clone().into(),
                             ..fresh
                         });
                     }
@@ -887,7 +893,7 @@ proptest! {
         let scope: BTreeSet<String> = (0..10).filter(|n| mask & (1 << n) != 0).map(|n| format!("00u{n}")).collect();
         let p = plan_scoped(&partial_view(&w.okta, &scope), &w.store, &w.policy, &Scope::Users(scope.clone()));
         let unobserved: HashSet<i64> = w.store.users.iter()
-            .filter(|u| u.okta_id.as_ref().is_some_and(|k| !scope.contains(k)))
+            .filter(|u| u.okta_id.as_deref().is_some_and(|k| !scope.contains(k)))
             .map(|u| u.id)
             .collect();
         for c in &p.changes {

@@ -39,7 +39,7 @@ pub fn scope_email_keys(
 ) -> BTreeSet<String> {
     let mut keys: BTreeSet<String> = observed
         .iter()
-        .filter(|u| scope.contains(&u.id))
+        .filter(|u| scope.contains(u.id.as_str()))
         .filter_map(|u| usable_email(u.email.as_deref()).ok())
         .map(|e| email_key(e).into_owned())
         .collect();
@@ -47,7 +47,7 @@ pub fn scope_email_keys(
         store
             .users
             .iter()
-            .filter(|s| s.okta_id.as_ref().is_some_and(|k| scope.contains(k)))
+            .filter(|s| s.okta_id.as_deref().is_some_and(|k| scope.contains(k)))
             .map(|s| email_key(&s.email).into_owned()),
     );
     keys.extend(
@@ -71,7 +71,7 @@ pub fn ids_holding(
         .users
         .iter()
         .filter(|s| keys.contains(email_key(&s.email).as_ref()))
-        .filter_map(|s| s.okta_id.clone())
+        .filter_map(|s| s.okta_id.as_deref().map(str::to_owned))
         .collect();
     ids.extend(
         hints

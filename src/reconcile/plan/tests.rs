@@ -16,9 +16,9 @@ use serde::Serialize;
 
 pub(crate) fn okta_user(id: &str, email: &str) -> OktaUser {
     OktaUser {
-        id: id.to_string(),
-        status: "ACTIVE".to_string(),
-        email: Some(email.to_string()),
+        id: id.to_string().into(),
+        status: "ACTIVE".to_string().into(),
+        email: Some(email.into()),
         first_name: None,
         last_name: None,
         display_name: None,
@@ -36,24 +36,24 @@ pub(crate) trait OktaUserExt {
 
 impl OktaUserExt for OktaUser {
     fn status(mut self, status: &str) -> Self {
-        self.status = status.to_string();
+        self.status = status.into();
         self
     }
     fn names(mut self, first: &str, last: &str) -> Self {
-        self.first_name = Some(first.to_string());
-        self.last_name = Some(last.to_string());
+        self.first_name = Some(first.into());
+        self.last_name = Some(last.into());
         self
     }
     fn display(mut self, display: &str) -> Self {
-        self.display_name = Some(display.to_string());
+        self.display_name = Some(display.into());
         self
     }
     fn role(mut self, role: &str) -> Self {
-        self.role = Some(role.to_string());
+        self.role = Some(role.into());
         self
     }
     fn email(mut self, email: Option<&str>) -> Self {
-        self.email = email.map(str::to_string);
+        self.email = email.map(Into::into);
         self
     }
 }
@@ -61,11 +61,11 @@ impl OktaUserExt for OktaUser {
 pub(crate) fn store_user(id: i64, email: &str) -> StoreUser {
     StoreUser {
         id,
-        email: email.to_string(),
+        email: email.to_string().into(),
         okta_id: None,
-        first_name: String::new(),
-        last_name: String::new(),
-        display_name: String::new(),
+        first_name: String::new().into(),
+        last_name: String::new().into(),
+        display_name: String::new().into(),
         active: true,
     }
 }
@@ -78,7 +78,7 @@ pub(crate) trait StoreUserExt {
 
 impl StoreUserExt for StoreUser {
     fn managed(mut self, okta_id: &str) -> Self {
-        self.okta_id = Some(okta_id.to_string());
+        self.okta_id = Some(okta_id.into());
         self
     }
     fn inactive(mut self) -> Self {
@@ -86,9 +86,9 @@ impl StoreUserExt for StoreUser {
         self
     }
     fn names(mut self, first: &str, last: &str, display: &str) -> Self {
-        self.first_name = first.to_string();
-        self.last_name = last.to_string();
-        self.display_name = display.to_string();
+        self.first_name = first.into();
+        self.last_name = last.into();
+        self.display_name = display.into();
         self
     }
 }
@@ -636,9 +636,9 @@ fn display_name_falls_back_to_first_and_last_name() {
     );
     for (first, last, display, expected) in table {
         let mut u = okta_user("00u1", "  a@x.com ");
-        u.first_name = first.map(str::to_string);
-        u.last_name = last.map(str::to_string);
-        u.display_name = display.map(str::to_string);
+        u.first_name = first.map(Into::into);
+        u.last_name = last.map(Into::into);
+        u.display_name = display.map(Into::into);
         let p = world().okta(vec![u]).plan();
         assert_eq!(
             p.changes,

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::model::{OktaUser, Role, StoreUser, UserAttrs};
+use crate::model::{OktaUser, Role, StoreUser, Text, UserAttrs};
 
 /// Okta statuses that make a user active in Writer (SPEC §1.1). Compared
 /// exactly, as Okta sends them.
@@ -269,7 +269,7 @@ impl<'a> Wanted<'a> {
     /// else "first last" trimmed; control characters in names become
     /// U+FFFD (SPEC §9).
     pub(super) fn new(user: &'a OktaUser, email: &'a str) -> Self {
-        let name = |v: &'a Option<String>| without_controls(v.as_deref().unwrap_or("").trim());
+        let name = |v: &'a Option<Text>| without_controls(v.as_deref().unwrap_or("").trim());
         let set_display = user
             .display_name
             .as_deref()
@@ -353,9 +353,9 @@ pub(super) fn desired_attrs(user: &OktaUser, email: &str) -> UserAttrs {
 
 pub(super) fn store_attrs(user: &StoreUser) -> UserAttrs {
     UserAttrs {
-        email: user.email.clone(),
-        first_name: user.first_name.clone(),
-        last_name: user.last_name.clone(),
-        display_name: user.display_name.clone(),
+        email: user.email.to_string(),
+        first_name: user.first_name.to_string(),
+        last_name: user.last_name.to_string(),
+        display_name: user.display_name.to_string(),
     }
 }
