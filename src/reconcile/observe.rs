@@ -85,6 +85,9 @@ pub async fn observe(
                 Ok::<(), OktaError>(())
             })
             .await?;
+        // The vector grew by doubling: give back the unused tail (up to
+        // half of it) before the plan needs the memory.
+        users.shrink_to_fit();
         progress(users.len());
         Ok::<_, OktaError>(Some((users, statuses, listed.smaller_pages)))
     };
@@ -378,6 +381,7 @@ async fn group_members(
         };
         match listed {
             Ok((mut found, smaller)) => {
+                found.ids.shrink_to_fit();
                 progress(found.ids.len());
                 all.smaller_pages.extend(smaller);
                 for id in &mut found.ids {

@@ -102,6 +102,7 @@ async fn decode_all<T>(
     (read, decoding): (&'static str, &'static str),
     decode: impl Fn(&AnyRow) -> Result<T, Bad>,
 ) -> Result<Vec<T>, StoreError> {
+    // sql: placeholders only (a `&'static str`: one of load_state's literals)
     let mut rows = sqlx::query(sql).fetch(&mut **conn);
     let mut out = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(query_err(read))? {

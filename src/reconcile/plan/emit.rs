@@ -24,8 +24,16 @@ use crate::reconcile::plan::{Detailed, Planner};
 /// the default team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum TeamSlot {
-    Linked(usize),
+    /// A linked team by its position (`u32`: a membership record is 16
+    /// bytes, and a first sync has one per membership).
+    Linked(u32),
     Default,
+}
+
+impl TeamSlot {
+    fn linked(k: usize) -> TeamSlot {
+        TeamSlot::Linked(u32::try_from(k).unwrap_or(u32::MAX))
+    }
 }
 
 /// The changes of a plan before they are built, by kind.
@@ -59,7 +67,11 @@ struct Ranks {
 impl Ranks {
     fn team(&self, slot: TeamSlot) -> usize {
         match slot {
-            TeamSlot::Linked(k) => self.linked_team.get(k).copied().unwrap_or(usize::MAX),
+            TeamSlot::Linked(k) => self
+                .linked_team
+                .get(k as usize)
+                .copied()
+                .unwrap_or(usize::MAX),
             TeamSlot::Default => self.default_team,
         }
     }
@@ -237,7 +249,7 @@ impl<'a> Planner<'a> {
     ) {
         let mut stamp = vec![0usize; self.okta.len()];
         for (k, team) in teams.linked.iter().enumerate() {
-            let slot = TeamSlot::Linked(k);
+            let slot = TeamSlot::linked(k);
             let wanted = 2 * k + 1;
             let found = wanted + 1;
             for &i in &team.members {
@@ -339,7 +351,7 @@ impl<'a> Planner<'a> {
             .linked
             .iter()
             .enumerate()
-            .map(|(k, t)| (&*t.name, TeamSlot::Linked(k)))
+            .map(|(k, t)| (&*t.name, TeamSlot::linked(k)))
             .chain(
                 teams
                     .default_team
@@ -353,7 +365,7 @@ impl<'a> Planner<'a> {
         for (r, &(_, slot)) in team_names.iter().enumerate() {
             match slot {
                 TeamSlot::Linked(k) => {
-                    if let Some(x) = linked_team.get_mut(k) {
+                    if let Some(x) = linked_team.get_mut(k as usize) {
                         *x = r;
                     }
                 }
@@ -376,15 +388,17 @@ impl<'a> Planner<'a> {
         records.link_users.sort_by_cached_key(|&(_, t)| rank[t]);
         records.create_users.sort_by_cached_key(|&i| rank[u + i]);
         records.reactivations.sort_by_cached_key(|&(_, t)| rank[t]);
+        // Memberships (a first sync has millions) sort by keys that are two
+        // array reads: recomputed rather than cached (both sorts are stable).
         records
             .adds
-            .sort_by_cached_key(|&(slot, i)| (ranks.team(slot), rank[self.okta_subject(i)]));
+            .sort_by_key(|&(slot, i)| (ranks.team(slot), rank[self.okta_subject(i)]));
         records
             .role_changes
-            .sort_by_cached_key(|&(slot, s, _, _)| (ranks.team(slot), rank[s]));
+            .sort_by_key(|&(slot, s, _, _)| (ranks.team(slot), rank[s]));
         records
             .removals
-            .sort_by_cached_key(|&(slot, s, _)| (ranks.team(slot), rank[s]));
+            .sort_by_key(|&(slot, s, _)| (ranks.team(slot), rank[s]));
         records.deactivations.sort_by_cached_key(|&(s, _)| rank[s]);
         update_order
     }
@@ -405,7 +419,7 @@ impl<'a> Planner<'a> {
         let mut store_emails = SharedStrings::new(self.users.len());
         let mut new_ids = SharedStrings::new(self.okta.len());
         let team_of = |slot: TeamSlot| match slot {
-            TeamSlot::Linked(k) => teams.linked.get(k).map(|t| {
+            TeamSlot::Linked(k) => teams.linked.get(k as usize).map(|t| {
                 (
                     t.team.clone(),
                     t.team_id.unwrap_or_default(),
@@ -530,17 +544,26 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// Strings shared by the changes that repeat them, by index, made on first
-/// use.
-struct SharedStrings(Vec<Option<Shared>>);
+/// Strings shared by the changes that repeat them, by index (`0..len`),
+/// made on first use; the table itself only once a change asks for one.
+struct SharedStrings {
+    len: usize,
+    slots: Vec<Option<Shared>>,
+}
 
 impl SharedStrings {
     fn new(len: usize) -> SharedStrings {
-        SharedStrings(vec![None; len])
+        SharedStrings {
+            len,
+            slots: Vec::new(),
+        }
     }
 
     fn get<'s>(&mut self, index: usize, value: impl FnOnce() -> &'s str) -> Shared {
-        match self.0.get_mut(index) {
+        if self.slots.is_empty() {
+            self.slots = vec![None; self.len];
+        }
+        match self.slots.get_mut(index) {
             Some(slot) => Shared::clone(slot.get_or_insert_with(|| value().into())),
             None => value().into(),
         }

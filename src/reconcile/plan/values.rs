@@ -253,22 +253,27 @@ impl fmt::Display for DisplayName<'_> {
 
 /// What an Okta user's Writer user should look like, borrowed from the Okta
 /// data where it can be (attributes are only allocated for the changes that
-/// carry them, and names only when they held control characters).
+/// carry them, and names only when they held control characters). The
+/// names are derived again when asked for ([`Names`]), so a plan over a
+/// million users keeps two fields per user, not five.
 pub(super) struct Wanted<'a> {
     pub(super) key: Cow<'a, str>,
     pub(super) email: &'a str,
-    pub(super) first: Cow<'a, str>,
-    pub(super) last: Cow<'a, str>,
+    user: &'a OktaUser,
+}
+
+/// The names rule 2 makes of an Okta user's profile.
+struct Names<'a> {
+    first: Cow<'a, str>,
+    last: Cow<'a, str>,
     /// The display name set in Okta, when not blank.
     set_display: Option<Cow<'a, str>>,
 }
 
-impl<'a> Wanted<'a> {
-    /// Rule 2: the email as Okta sends it (trimmed, case kept), first/last
-    /// trimmed (missing => ""), the display name when set and not blank,
-    /// else "first last" trimmed; control characters in names become
-    /// U+FFFD (SPEC §9).
-    pub(super) fn new(user: &'a OktaUser, email: &'a str) -> Self {
+impl<'a> Names<'a> {
+    /// First/last trimmed (missing => ""), the display name when set and
+    /// not blank; control characters become U+FFFD (SPEC §9).
+    fn of(user: &'a OktaUser) -> Self {
         let name = |v: &'a Option<Text>| without_controls(v.as_deref().unwrap_or("").trim());
         let set_display = user
             .display_name
@@ -276,16 +281,15 @@ impl<'a> Wanted<'a> {
             .map(str::trim)
             .filter(|d| !d.is_empty())
             .map(without_controls);
-        Wanted {
-            key: email_key(email),
-            email,
+        Names {
             first: name(&user.first_name),
             last: name(&user.last_name),
             set_display,
         }
     }
 
-    pub(super) fn display(&self) -> DisplayName<'_> {
+    /// The display name: the one set in Okta, else "first last" trimmed.
+    fn display(&self) -> DisplayName<'_> {
         let (first, last) = (self.first.as_ref(), self.last.as_ref());
         match &self.set_display {
             Some(d) => DisplayName::Plain(d),
@@ -294,21 +298,35 @@ impl<'a> Wanted<'a> {
             None => DisplayName::Joined(first, last),
         }
     }
+}
+
+impl<'a> Wanted<'a> {
+    /// Rule 2: the email as Okta sends it (trimmed, case kept), and the
+    /// names of [`Names`].
+    pub(super) fn new(user: &'a OktaUser, email: &'a str) -> Self {
+        Wanted {
+            key: email_key(email),
+            email,
+            user,
+        }
+    }
 
     pub(super) fn attrs(&self) -> UserAttrs {
+        let names = Names::of(self.user);
         UserAttrs {
             email: self.email.to_string(),
-            first_name: self.first.to_string(),
-            last_name: self.last.to_string(),
-            display_name: self.display().to_string(),
+            first_name: names.first.to_string(),
+            last_name: names.last.to_string(),
+            display_name: names.display().to_string(),
         }
     }
 
     pub(super) fn matches(&self, u: &StoreUser) -> bool {
+        let names = Names::of(self.user);
         u.email == self.email
-            && u.first_name == self.first
-            && u.last_name == self.last
-            && self.display().is(&u.display_name)
+            && u.first_name == names.first
+            && u.last_name == names.last
+            && names.display().is(&u.display_name)
     }
 }
 
