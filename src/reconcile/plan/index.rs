@@ -180,6 +180,33 @@ pub(super) fn prefix_u64(s: &str) -> u64 {
     u64::from_be_bytes(prefix)
 }
 
+/// Store user index -> the Okta entry that targets it: one slot per store
+/// user (`usize::MAX` for none), not a hash map of them.
+pub(super) struct Owners(Vec<usize>);
+
+impl Owners {
+    const NONE: usize = usize::MAX;
+
+    fn new(users: usize) -> Owners {
+        Owners(vec![Self::NONE; users])
+    }
+
+    pub(super) fn insert(&mut self, s: usize, i: usize) {
+        if let Some(slot) = self.0.get_mut(s) {
+            *slot = i;
+        }
+    }
+
+    pub(super) fn get(&self, s: &usize) -> Option<&usize> {
+        self.0.get(*s).filter(|&&i| i != Self::NONE)
+    }
+}
+
+/// The store users an Okta entry needs to give up its email (none for most).
+pub(super) fn needs_of(needs: &Map<usize, Vec<usize>>, i: usize) -> &[usize] {
+    needs.get(&i).map_or(&[], Vec::as_slice)
+}
+
 /// Store users sharing a key (an email or an Okta id). Almost always one.
 #[derive(Debug, Clone)]
 pub(super) enum Holders {
@@ -302,6 +329,7 @@ impl<'a> Planner<'a> {
         }
 
         let n = entries.len();
+        let users_len = users.len();
         Planner {
             policy,
             okta: entries,
@@ -317,8 +345,8 @@ impl<'a> Planner<'a> {
             team_ranges,
             skipped: vec![false; n],
             target: vec![None; n],
-            owner: Map::default(),
-            needs: vec![Vec::new(); n],
+            owner: Owners::new(users_len),
+            needs: Map::default(),
             findings: Vec::new(),
             skipped_groups: 0,
             observed: match scope {

@@ -84,7 +84,7 @@ use crate::model::{
     Finding, Grace, OktaState, Plan, Policy, Severity, StoreMembership, StoreState, StoreTeam,
     StoreUser,
 };
-use crate::reconcile::plan::index::{Holders, IdIndex, Map};
+use crate::reconcile::plan::index::{Holders, IdIndex, Map, Owners};
 use crate::reconcile::plan::scope::Scope;
 use crate::reconcile::plan::users::Target;
 use crate::reconcile::plan::values::OktaEntry;
@@ -199,10 +199,10 @@ struct Planner<'a> {
     skipped: Vec<bool>,
     target: Vec<Option<Target>>,
     /// Store user index -> the Okta entry that targets it.
-    owner: Map<usize, usize>,
+    owner: Owners,
     /// Okta entry -> store users holding the email it takes, which must give
-    /// it up in this plan (rule 5c, 7).
-    needs: Vec<Vec<usize>>,
+    /// it up in this plan (rule 5c, 7); only the entries that have some.
+    needs: Map<usize, Vec<usize>>,
     findings: Vec<Finding>,
     skipped_groups: usize,
     /// `Some` in a scoped plan: the Okta ids read again.

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::model::DeactivationReason;
-use crate::reconcile::plan::index::{Holders, Map, Set, add_holder, map_with_capacity};
+use crate::reconcile::plan::index::{Holders, Map, Set, add_holder, map_with_capacity, needs_of};
 
 use crate::reconcile::plan::{Planner, join};
 
@@ -193,7 +193,9 @@ impl<'a> Planner<'a> {
                 self.owner.insert(t, i);
             }
             self.target[i] = Some(target);
-            self.needs[i] = needs;
+            if !needs.is_empty() {
+                self.needs.insert(i, needs);
+            }
         }
     }
 
@@ -207,11 +209,11 @@ impl<'a> Planner<'a> {
         let mut rdeps: Map<usize, Vec<usize>> = Map::default();
         let mut queue = Vec::new();
         for i in 0..self.okta.len() {
-            if self.skipped[i] || self.needs[i].is_empty() {
+            if self.skipped[i] || needs_of(&self.needs, i).is_empty() {
                 continue;
             }
             let mut blocker = None;
-            for &h in &self.needs[i] {
+            for &h in needs_of(&self.needs, i) {
                 match self.owner.get(&h) {
                     Some(&o) if o != i && !self.skipped[o] => {
                         rdeps.entry(o).or_default().push(i);
@@ -244,7 +246,7 @@ impl<'a> Planner<'a> {
                 if self.skipped[d] {
                     continue;
                 }
-                let holder = self.needs[d]
+                let holder = needs_of(&self.needs, d)
                     .iter()
                     .copied()
                     .find(|h| self.owner.get(h) == Some(&o));
@@ -303,7 +305,7 @@ impl<'a> Planner<'a> {
             // following the taker from any left-over node walks its cycle.
             let mut taker: Map<usize, usize> = Map::default();
             for &i in &left {
-                for &h in &self.needs[i] {
+                for &h in needs_of(&self.needs, i) {
                     if let Some(&o) = self.owner.get(&h).filter(|o| left_set.contains(o)) {
                         taker.insert(o, i);
                     }
@@ -367,7 +369,7 @@ impl<'a> Planner<'a> {
         let mut indegree = vec![0usize; n];
         let mut takers: Map<usize, Vec<usize>> = Map::default();
         for &i in &nodes {
-            for &h in &self.needs[i] {
+            for &h in needs_of(&self.needs, i) {
                 if let Some(&o) = self.owner.get(&h).filter(|&&o| is_node[o]) {
                     indegree[i] += 1;
                     takers.entry(o).or_default().push(i);
