@@ -515,31 +515,34 @@ async fn poll_plan_apply(
 const SMALL_COST: u64 = 20;
 
 /// Okta requests of reading `hints`'s users one by one (the read, and their
-/// groups when groups are pushed), against those of a full reconcile (app
-/// users 500 a page, the app's groups, each pushed group's members 1,000 a
-/// page), both estimated from the store.
+/// groups when groups are pushed), against those of a full reconcile, both
+/// estimated from the store: the app read, app users 500 a page, the app's
+/// groups (200 a page), and every pushed group of the baseline with its
+/// members 1,000 a page (as many as its linked team has; a listing ends
+/// with a page that is not full, so `n / size + 1` pages).
 fn request_estimates(hints: &events::Hints, store: &StoreState, baseline: &Baseline) -> (u64, u64) {
     let per_user = 1 + u64::from(!baseline.pushed.is_empty());
     let scoped = hints.users.len() as u64 * per_user;
+    let pages = |n: u64, size: u64| n / size + 1;
     let managed = store.users.iter().filter(|u| u.okta_id.is_some()).count() as u64;
-    let linked: BTreeMap<i64, u64> = store
+    let mut team_sizes: BTreeMap<i64, u64> = BTreeMap::new();
+    for m in &store.memberships {
+        *team_sizes.entry(m.team_id).or_default() += 1;
+    }
+    let group_sizes: BTreeMap<&str, u64> = store
         .teams
         .iter()
-        .filter(|t| t.okta_group_id.is_some())
-        .map(|t| (t.id, 0))
+        .filter_map(|t| {
+            let group = t.okta_group_id.as_deref()?;
+            Some((group, team_sizes.get(&t.id).copied().unwrap_or(0)))
+        })
         .collect();
-    let mut members = linked;
-    for m in &store.memberships {
-        if let Some(n) = members.get_mut(&m.team_id) {
-            *n += 1;
-        }
-    }
-    let full = managed.div_ceil(500).max(1)
-        + 1
-        + members
-            .values()
-            .map(|n| n.div_ceil(1000).max(1))
-            .sum::<u64>();
+    let members: u64 = baseline
+        .pushed
+        .iter()
+        .map(|(group, _)| pages(group_sizes.get(group.as_str()).copied().unwrap_or(0), 1000))
+        .sum();
+    let full = 1 + pages(managed, 500) + pages(baseline.pushed.len() as u64, 200) + members;
     (scoped, full)
 }
 
@@ -803,4 +806,71 @@ async fn read_user(
         return Ok(None);
     }
     Ok(Some((user, groups)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Role, StoreMembership, StoreTeam, StoreUser};
+
+    fn user(id: i64) -> StoreUser {
+        StoreUser {
+            id,
+            email: format!("u{id}@x.example").into(),
+            okta_id: Some(format!("00u{id}").into()),
+            first_name: "".into(),
+            last_name: "".into(),
+            display_name: "".into(),
+            active: true,
+        }
+    }
+
+    /// The burst decision weighs a poll against a full reconcile: the full
+    /// one reads every pushed group's members, linked to a team yet or
+    /// not, and a group of 2,500 members takes three pages.
+    #[test]
+    fn a_full_reconcile_is_estimated_with_every_pushed_group_and_its_member_pages() {
+        let team = |id: i64, group: Option<&str>| StoreTeam {
+            id,
+            name: format!("t{id}"),
+            okta_group_id: group.map(str::to_owned),
+        };
+        let member = |team_id: i64, user_id: i64| StoreMembership {
+            team_id,
+            user_id,
+            role: Role::Member,
+        };
+        let store = StoreState {
+            users: (1..=1_200).map(user).collect(),
+            teams: vec![
+                team(1, Some("00gbig")),
+                team(2, Some("00gsmall")),
+                team(3, None),
+            ],
+            memberships: (1..=1_200)
+                .map(|u| member(1, u))
+                .chain((1..=1_200).map(|u| member(1, u + 1_200)))
+                .chain((1..=100).map(|u| member(1, u + 2_400)))
+                .chain((1..=10).map(|u| member(2, u)))
+                .chain((1..=50).map(|u| member(3, u)))
+                .collect(),
+        };
+        let baseline = Baseline {
+            pushed: ["00gbig", "00gsmall", "00gnew", "00gempty"]
+                .iter()
+                .map(|g| (g.to_string(), g.to_string()))
+                .collect(),
+            ..Baseline::default()
+        };
+        let hints = events::Hints {
+            users: (1..=7).map(|i| format!("00u{i}")).collect(),
+            ..events::Hints::default()
+        };
+        let (scoped, full) = request_estimates(&hints, &store, &baseline);
+        // Each user read, and its groups.
+        assert_eq!(scoped, 14);
+        // The app, 3 pages of 1,200 app users, 1 page of 4 groups, then
+        // members: 2,500 -> 3 pages, 10 -> 1, unlinked and empty -> 1 each.
+        assert_eq!(full, 1 + 3 + 1 + (3 + 1 + 1 + 1));
+    }
 }
