@@ -32,7 +32,7 @@ use crate::store::{EventCursor, StoreError, now_ms};
 
 mod scoped;
 
-use scoped::{Scoped, observe_scoped};
+use scoped::{Known, Scoped, observe_scoped};
 
 /// Events published this long before a full reconcile's observe started
 /// are read again by the first poll after it: Okta persists events a little
@@ -44,10 +44,6 @@ pub const SINCE_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// refuses a `since` over 180 days): the events in between are gone, so a
 /// full reconcile is needed.
 pub const MAX_CURSOR_AGE: Duration = Duration::from_secs(80 * 24 * 3600);
-
-/// How many times the scope is widened by shared emails before the run
-/// gives up and asks for a full reconcile.
-const MAX_WIDENINGS: usize = 4;
 
 /// What the last successful full reconcile saw that a plan over part of
 /// Okta needs; kept with the cursor (JSON).
@@ -398,8 +394,12 @@ async fn poll_plan_apply(
         return run;
     }
 
+    let known = Known {
+        pushed: &baseline.pushed,
+        email_skips: &baseline.email_skips,
+    };
     let observed = tokio::select! {
-        observed = observe_scoped(&ctx.okta, config, &baseline, &store_state, hints.users, &hints.assignment) => observed,
+        observed = observe_scoped(&ctx.okta, config, &known, &store_state, hints.users, &hints.assignment) => observed,
         () = crate::reconcile::stop_requested(&opts.stop) => {
             run.outcome = Outcome::Idle;
             return run;

@@ -13,9 +13,22 @@ use crate::config::Config;
 use crate::model::{OktaGroup, OktaState, OktaUser, StoreState};
 use crate::okta::OktaClient;
 use crate::okta::error::OktaError;
-use crate::reconcile::incremental::{Baseline, MAX_WIDENINGS};
 use crate::reconcile::observe::{from_app_user, from_user, role_value};
 use crate::reconcile::plan::scope::{ids_holding, okta_email_key, scope_email_keys};
+
+/// How many times the scope is widened by shared emails before the run
+/// gives up and asks for a full reconcile.
+const MAX_WIDENINGS: usize = 4;
+
+/// What the last full reconcile knew that the scoped read needs (from the
+/// cursor's baseline).
+pub(super) struct Known<'a> {
+    /// The pushed groups: id and name.
+    pub(super) pushed: &'a [(String, String)],
+    /// Okta users skipped while their email was usable, and the email key
+    /// they wanted.
+    pub(super) email_skips: &'a [(String, String)],
+}
 
 pub(super) enum Scoped {
     Okta(OktaError),
@@ -36,13 +49,13 @@ impl From<OktaError> for Scoped {
 pub(super) async fn observe_scoped(
     client: &OktaClient,
     config: &Config,
-    baseline: &Baseline,
+    known: &Known<'_>,
     store: &StoreState,
     users: BTreeSet<String>,
     assignment: &BTreeSet<String>,
 ) -> Result<(OktaState, BTreeSet<String>), Scoped> {
     let max = config.events.max_affected_users as usize;
-    let pushed: BTreeMap<&str, &str> = baseline
+    let pushed: BTreeMap<&str, &str> = known
         .pushed
         .iter()
         .map(|(id, name)| (id.as_str(), name.as_str()))
@@ -71,13 +84,13 @@ pub(super) async fn observe_scoped(
             }
         }
         let observed: Vec<OktaUser> = found.values().map(|(u, _)| u.clone()).collect();
-        let keys = scope_email_keys(&observed, store, &baseline.email_skips, &scope);
-        let mut more = ids_holding(&keys, store, &baseline.email_skips);
+        let keys = scope_email_keys(&observed, store, known.email_skips, &scope);
+        let mut more = ids_holding(&keys, store, known.email_skips);
         // Okta's holders: only where an email is new to the store's view
         // (a new user, a changed email, a waiting skip); otherwise any other
         // holder is already a skip of the last full run or named by its own
         // events.
-        for key in search_keys(&observed, store, &baseline.email_skips, &keys) {
+        for key in search_keys(&observed, store, known.email_skips, &keys) {
             if searched.insert(key.clone()) {
                 for user in client.find_users_by_email(&key).await? {
                     if okta_email_key(&from_user(user.clone(), None)).as_deref() == Some(&key) {
