@@ -229,10 +229,10 @@ pub enum TeamRef {
 /// The attributes of a Writer user that follow Okta.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAttrs {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub display_name: String,
+    pub email: Text,
+    pub first_name: Text,
+    pub last_name: Text,
+    pub display_name: Text,
 }
 
 /// Why a managed user is deactivated.
@@ -268,7 +268,8 @@ pub enum Change {
     /// `Change` stays small: a first sync holds one per membership.
     #[serde(rename = "user_created")]
     CreateUser {
-        okta_id: String,
+        /// Shared with the memberships the plan adds for the new user.
+        okta_id: Shared,
         attrs: Box<UserAttrs>,
     },
     /// Link an existing Writer user to an Okta user: an unmanaged user matched

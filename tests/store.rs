@@ -239,7 +239,7 @@ fn attrs(email: &str) -> UserAttrs {
         email: email.into(),
         first_name: "First".into(),
         last_name: "Last".into(),
-        display_name: format!("First Last {email}"),
+        display_name: format!("First Last {email}").into(),
     }
 }
 
@@ -440,7 +440,7 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
     ];
     for i in 0..new_users {
         plan.push(Change::CreateUser {
-            okta_id: format!("00unew{i}"),
+            okta_id: format!("00unew{i}").into(),
             attrs: Box::new(attrs(&format!("new{i}@example.com"))),
         });
     }
@@ -515,10 +515,10 @@ fn mixed_plan(state: &StoreState, new_users: usize) -> Vec<Change> {
 
 fn attrs_of(u: &StoreUser) -> UserAttrs {
     UserAttrs {
-        email: u.email.to_string(),
-        first_name: u.first_name.to_string(),
-        last_name: u.last_name.to_string(),
-        display_name: u.display_name.to_string(),
+        email: u.email.clone(),
+        first_name: u.first_name.clone(),
+        last_name: u.last_name.clone(),
+        display_name: u.display_name.clone(),
     }
 }
 
@@ -621,7 +621,7 @@ both_backends!(
         // its batch fails in a multi-row insert.
         let plan: Vec<Change> = (0..900)
             .map(|i| Change::CreateUser {
-                okta_id: format!("00unew{i}"),
+                okta_id: format!("00unew{i}").into(),
                 attrs: Box::new(attrs(&if i == 700 {
                     "ANN@example.com".to_owned()
                 } else {
@@ -682,7 +682,7 @@ both_backends!(
         let store = Store::connect(&db.url).await.unwrap();
         let plan: Vec<Change> = (0..250)
             .map(|i| Change::CreateUser {
-                okta_id: format!("00unew{i}"),
+                okta_id: format!("00unew{i}").into(),
                 attrs: Box::new(attrs(&format!("new{i}@example.com"))),
             })
             .collect();

@@ -58,10 +58,10 @@ impl Sim {
                 email_key: email_key(&u.email),
                 okta_id: u.okta_id.as_deref().map(str::to_owned),
                 attrs: UserAttrs {
-                    email: u.email.to_string(),
-                    first_name: u.first_name.to_string(),
-                    last_name: u.last_name.to_string(),
-                    display_name: u.display_name.to_string(),
+                    email: u.email.clone(),
+                    first_name: u.first_name.clone(),
+                    last_name: u.last_name.clone(),
+                    display_name: u.display_name.clone(),
                 },
                 active: u.active,
             };
@@ -201,12 +201,12 @@ impl Sim {
                 self.okta_free(okta_id, None)?;
                 let id = self.new_id();
                 self.by_email.insert(key.clone(), id);
-                self.by_okta.insert(okta_id.clone(), id);
+                self.by_okta.insert(okta_id.to_string(), id);
                 self.users.insert(
                     id,
                     SimUser {
                         email_key: key,
-                        okta_id: Some(okta_id.clone()),
+                        okta_id: Some(okta_id.to_string()),
                         attrs: (**attrs).clone(),
                         active: true,
                     },

@@ -428,7 +428,7 @@ async fn write_one(
                 .insert_user(attrs, Some(okta_id), true)
                 .await
                 .map_err(write)?;
-            ids.staged.users.insert(okta_id.clone(), id);
+            ids.staged.users.insert(okta_id.to_string(), id);
         }
         Change::LinkUser {
             user_id, okta_id, ..

@@ -368,7 +368,7 @@ pub fn change_json(change: &Change) -> ChangeView {
             summary: format!("{name} -> Okta group {okta_group_id}"),
         },
         Change::CreateUser { okta_id, attrs } => ChangeView {
-            target: attrs.email.clone(),
+            target: attrs.email.to_string(),
             detail: json!({"action": action, "email": attrs.email, "okta_id": okta_id, "after": attrs_json(attrs)}),
             before: None,
             after: Some(json!({"okta_id": okta_id, "active": true, "attrs": attrs_json(attrs)})),
@@ -410,7 +410,7 @@ pub fn change_json(change: &Change) -> ChangeView {
                 }
             }
             ChangeView {
-                target: after.email.clone(),
+                target: after.email.to_string(),
                 detail: json!({
                     "action": action, "email": after.email, "user_id": user_id, "okta_id": okta_id,
                     "before": attrs_json(before), "after": attrs_json(after),

@@ -160,10 +160,10 @@ fn role(v: &Value) -> Result<Role, String> {
 
 fn attrs(v: &Value) -> Result<UserAttrs, String> {
     Ok(UserAttrs {
-        email: text(v, "email")?,
-        first_name: text(v, "first_name")?,
-        last_name: text(v, "last_name")?,
-        display_name: text(v, "display_name")?,
+        email: text(v, "email")?.into(),
+        first_name: text(v, "first_name")?.into(),
+        last_name: text(v, "last_name")?.into(),
+        display_name: text(v, "display_name")?.into(),
     })
 }
 

@@ -56,7 +56,7 @@ pub fn group_new_users_in_chunks(mut changes: Vec<Change>, chunk: usize) -> Vec<
                 }
                 in_chunk += 1;
                 chunk_at[i] = Some(chunks - 1);
-                chunk_of.entry(okta_id.as_str()).or_insert(chunks - 1);
+                chunk_of.entry(&**okta_id).or_insert(chunks - 1);
             }
             _ => in_chunk = 0,
         }
@@ -174,7 +174,7 @@ fn allowed_cuts(changes: &[Change]) -> Vec<bool> {
     for (i, change) in changes.iter().enumerate() {
         match change {
             Change::CreateUser { okta_id, .. } => {
-                created_at.entry(okta_id.as_str()).or_insert(i);
+                created_at.entry(&**okta_id).or_insert(i);
             }
             Change::AddMembership {
                 user: UserRef::New { okta_id },
@@ -222,10 +222,10 @@ pub(super) mod tests {
         Change::CreateUser {
             okta_id: id.into(),
             attrs: Box::new(UserAttrs {
-                email: format!("{id}@x.example"),
-                first_name: String::new(),
-                last_name: String::new(),
-                display_name: String::new(),
+                email: format!("{id}@x.example").into(),
+                first_name: String::new().into(),
+                last_name: String::new().into(),
+                display_name: String::new().into(),
             }),
         }
     }

@@ -194,12 +194,12 @@ impl Store {
                             "UPDATE users SET email = $1, email_key = $2, okta_id = $3, first_name = $4, last_name = $5, \
                              display_name = $6, active = $7, updated_at = $8 WHERE id = $9",
                         )
-                        .bind(&user.attrs.email)
+                        .bind(user.attrs.email.as_str())
                         .bind(email_key(&user.attrs.email))
                         .bind(user.okta_id.as_deref())
-                        .bind(&user.attrs.first_name)
-                        .bind(&user.attrs.last_name)
-                        .bind(&user.attrs.display_name)
+                        .bind(user.attrs.first_name.as_str())
+                        .bind(user.attrs.last_name.as_str())
+                        .bind(user.attrs.display_name.as_str())
                         .bind(i64::from(user.active))
                         .bind(now)
                         .bind(id)
@@ -598,10 +598,10 @@ fn parse_document(text: &str) -> Result<LoadDoc, LoadError> {
         };
         users.push(LoadUser {
             attrs: UserAttrs {
-                email,
-                first_name: opt_name("first_name")?,
-                last_name: opt_name("last_name")?,
-                display_name: opt_name("display_name")?,
+                email: email.into(),
+                first_name: opt_name("first_name")?.into(),
+                last_name: opt_name("last_name")?.into(),
+                display_name: opt_name("display_name")?.into(),
             },
             okta_id,
             active,

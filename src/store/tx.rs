@@ -144,12 +144,12 @@ impl StoreTx {
             "INSERT INTO users (email, email_key, okta_id, first_name, last_name, display_name, active, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
         )
-        .bind(&attrs.email)
+        .bind(attrs.email.as_str())
         .bind(email_key(&attrs.email))
         .bind(okta_id)
-        .bind(&attrs.first_name)
-        .bind(&attrs.last_name)
-        .bind(&attrs.display_name)
+        .bind(attrs.first_name.as_str())
+        .bind(attrs.last_name.as_str())
+        .bind(attrs.display_name.as_str())
         .bind(i64::from(active))
         .bind(now)
         .fetch_one(&mut *self.tx)
@@ -166,11 +166,11 @@ impl StoreTx {
         sqlx::query(
             "UPDATE users SET email = $1, email_key = $2, first_name = $3, last_name = $4, display_name = $5, updated_at = $6 WHERE id = $7",
         )
-        .bind(&attrs.email)
+        .bind(attrs.email.as_str())
         .bind(email_key(&attrs.email))
-        .bind(&attrs.first_name)
-        .bind(&attrs.last_name)
-        .bind(&attrs.display_name)
+        .bind(attrs.first_name.as_str())
+        .bind(attrs.last_name.as_str())
+        .bind(attrs.display_name.as_str())
         .bind(now_ms())
         .bind(user_id)
         .execute(&mut *self.tx)
@@ -329,12 +329,12 @@ impl StoreTx {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for user in chunk {
                 query = query
-                    .bind(&user.attrs.email)
+                    .bind(user.attrs.email.as_str())
                     .bind(email_key(&user.attrs.email))
                     .bind(user.okta_id)
-                    .bind(&user.attrs.first_name)
-                    .bind(&user.attrs.last_name)
-                    .bind(&user.attrs.display_name)
+                    .bind(user.attrs.first_name.as_str())
+                    .bind(user.attrs.last_name.as_str())
+                    .bind(user.attrs.display_name.as_str())
                     .bind(1_i64)
                     .bind(now)
                     .bind(now);

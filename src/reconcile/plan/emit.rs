@@ -48,7 +48,8 @@ struct Records {
     /// Okta entries whose Writer user's attributes change.
     updates: Vec<usize>,
     /// (team, Okta entry) memberships added.
-    adds: Vec<(TeamSlot, usize)>,
+    /// (`u32`: a first sync of a million users has five million.)
+    adds: Vec<(TeamSlot, u32)>,
     /// (team, store user, from, to).
     role_changes: Vec<(TeamSlot, usize, Role, Role)>,
     /// (team, store user, role) memberships removed.
@@ -89,6 +90,11 @@ impl<'a> Planner<'a> {
         records.updates = (0..self.okta.len())
             .filter(|&i| !self.skipped[i] && self.update_for(i).is_some())
             .collect();
+        // The records grew by doubling; the changes built next are the
+        // plan's peak, so the unused tails go first.
+        records.adds.shrink_to_fit();
+        records.role_changes.shrink_to_fit();
+        records.removals.shrink_to_fit();
         let ranks = self.rank(teams, &owners, &records);
         let update_order = self.sort(&ranks, &mut records);
         let changes = self.build(teams, &owners, &records, &update_order);
@@ -219,7 +225,7 @@ impl<'a> Planner<'a> {
                 Target::Create => {
                     records.create_users.push(i);
                     if teams.default_team.is_some() {
-                        records.adds.push((TeamSlot::Default, i));
+                        records.adds.push((TeamSlot::Default, entry_u32(i)));
                     }
                 }
                 Target::Linked(_) => {}
@@ -252,7 +258,7 @@ impl<'a> Planner<'a> {
             let slot = TeamSlot::linked(k);
             let wanted = 2 * k + 1;
             let found = wanted + 1;
-            for &i in &team.members {
+            for i in team.members.iter().map(|&i| i as usize) {
                 if self.eligible(i) {
                     stamp[i] = wanted;
                 }
@@ -277,7 +283,7 @@ impl<'a> Planner<'a> {
             records.adds.extend(
                 team.members
                     .iter()
-                    .filter(|&&i| stamp[i] == wanted)
+                    .filter(|&&i| stamp[i as usize] == wanted)
                     .map(|&i| (slot, i)),
             );
         }
@@ -320,7 +326,12 @@ impl<'a> Planner<'a> {
             .map(|&(_, t)| t)
             .chain(records.create_users.iter().map(|&i| u + i))
             .chain(records.updates.iter().map(|&i| self.okta_subject(i)))
-            .chain(records.adds.iter().map(|&(_, i)| self.okta_subject(i)))
+            .chain(
+                records
+                    .adds
+                    .iter()
+                    .map(|&(_, i)| self.okta_subject(i as usize)),
+            )
             .chain(records.role_changes.iter().map(|&(_, s, _, _)| s))
             .chain(records.removals.iter().map(|&(_, s, _)| s))
             .chain(records.deactivations.iter().map(|&(s, _)| s));
@@ -392,7 +403,7 @@ impl<'a> Planner<'a> {
         // array reads: recomputed rather than cached (both sorts are stable).
         records
             .adds
-            .sort_by_key(|&(slot, i)| (ranks.team(slot), rank[self.okta_subject(i)]));
+            .sort_by_key(|&(slot, i)| (ranks.team(slot), rank[self.okta_subject(i as usize)]));
         records
             .role_changes
             .sort_by_key(|&(slot, s, _, _)| (ranks.team(slot), rank[s]));
@@ -468,7 +479,7 @@ impl<'a> Planner<'a> {
         }));
         changes.extend(records.create_users.iter().filter_map(|&i| {
             Some(Change::CreateUser {
-                okta_id: self.okta_id(i).to_string(),
+                okta_id: new_ids.get(i, || self.okta_id(i)),
                 attrs: Box::new(self.okta[i].wanted.as_ref()?.attrs()),
             })
         }));
@@ -483,6 +494,7 @@ impl<'a> Planner<'a> {
                 }),
         );
         changes.extend(records.adds.iter().filter_map(|&(slot, i)| {
+            let i = i as usize;
             let (team, _, team_name) = team_of(slot)?;
             let user = match self.target[i]? {
                 Target::Create => UserRef::New {
@@ -542,6 +554,11 @@ impl<'a> Planner<'a> {
         }));
         changes
     }
+}
+
+/// An Okta entry index as a record stores it (a plan never has 2^32).
+fn entry_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 /// Strings shared by the changes that repeat them, by index (`0..len`),

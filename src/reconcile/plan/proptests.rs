@@ -92,7 +92,7 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                 check(
                     !s.users
                         .iter()
-                        .any(|u| u.okta_id.as_deref() == Some(okta_id.as_str())),
+                        .any(|u| u.okta_id.as_deref() == Some(&**okta_id)),
                     || format!("{c:?}: okta id taken"),
                 )?;
                 check(email_free(&s, &attrs.email, -1), || {
@@ -100,14 +100,14 @@ fn apply(store: &StoreState, plan: &Plan) -> Result<StoreState, String> {
                 })?;
                 s.users.push(StoreUser {
                     id: next_user,
-                    email: attrs.email.clone().into(),
-                    okta_id: Some(okta_id.as_str().into()),
-                    first_name: attrs.first_name.clone().into(),
-                    last_name: attrs.last_name.clone().into(),
-                    display_name: attrs.display_name.clone().into(),
+                    email: attrs.email.clone(),
+                    okta_id: Some((**okta_id).into()),
+                    first_name: attrs.first_name.clone(),
+                    last_name: attrs.last_name.clone(),
+                    display_name: attrs.display_name.clone(),
                     active: true,
                 });
-                new_users.insert(okta_id.clone(), next_user);
+                new_users.insert(okta_id.to_string(), next_user);
                 next_user += 1;
             }
             Change::LinkUser {

@@ -17,8 +17,9 @@ pub(super) struct LinkedTeam {
     pub(super) team_id: Option<i64>,
     /// Shared by every membership change of the team.
     pub(super) name: Shared,
-    /// In-scope members (Okta entry indices), deduplicated.
-    pub(super) members: Vec<usize>,
+    /// In-scope members (Okta entry indices, `u32`: a first sync of a
+    /// million users holds five million), deduplicated.
+    pub(super) members: Vec<u32>,
 }
 
 /// The outcome of the team rules (rule 8, 10, default team).
@@ -37,7 +38,7 @@ impl<'a> Planner<'a> {
     pub(super) fn resolve_teams(&mut self, okta: &'a OktaState) -> TeamPhase {
         // Rule 15: a group listed twice is one group (members merged, the
         // smallest name kept). Members not in scope are ignored (rule 9).
-        let mut groups: BTreeMap<&str, (&str, Vec<usize>)> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, (&str, Vec<u32>)> = BTreeMap::new();
         for g in &okta.groups {
             let entry = groups
                 .entry(g.id.as_str())
@@ -46,7 +47,8 @@ impl<'a> Planner<'a> {
             entry.1.extend(
                 g.member_ids
                     .iter()
-                    .filter_map(|m| self.okta_idx.get(&**m).copied()),
+                    .filter_map(|m| self.okta_idx.get(&**m))
+                    .filter_map(|&i| u32::try_from(i).ok()),
             );
         }
         for (_, members) in groups.values_mut() {

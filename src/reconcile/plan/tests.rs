@@ -187,10 +187,10 @@ pub(crate) fn kinds(plan: &Plan) -> Vec<&'static str> {
 
 pub(crate) fn attrs(email: &str, first: &str, last: &str, display: &str) -> UserAttrs {
     UserAttrs {
-        email: email.to_string(),
-        first_name: first.to_string(),
-        last_name: last.to_string(),
-        display_name: display.to_string(),
+        email: email.to_string().into(),
+        first_name: first.to_string().into(),
+        last_name: last.to_string().into(),
+        display_name: display.to_string().into(),
     }
 }
 
@@ -204,7 +204,7 @@ pub(crate) fn findings_with(plan: &Plan, severity: Severity, needles: &[&str]) -
 
 pub(crate) fn create(okta_id: &str, email: &str) -> Change {
     Change::CreateUser {
-        okta_id: okta_id.to_string(),
+        okta_id: okta_id.into(),
         attrs: Box::new(attrs(email, "", "", "")),
     }
 }

@@ -314,10 +314,10 @@ impl<'a> Wanted<'a> {
     pub(super) fn attrs(&self) -> UserAttrs {
         let names = Names::of(self.user);
         UserAttrs {
-            email: self.email.to_string(),
-            first_name: names.first.to_string(),
-            last_name: names.last.to_string(),
-            display_name: names.display().to_string(),
+            email: self.email.into(),
+            first_name: Text::from(names.first.as_ref()),
+            last_name: Text::from(names.last.as_ref()),
+            display_name: Text::from(names.display().to_string()),
         }
     }
 
@@ -371,9 +371,9 @@ pub(super) fn desired_attrs(user: &OktaUser, email: &str) -> UserAttrs {
 
 pub(super) fn store_attrs(user: &StoreUser) -> UserAttrs {
     UserAttrs {
-        email: user.email.to_string(),
-        first_name: user.first_name.to_string(),
-        last_name: user.last_name.to_string(),
-        display_name: user.display_name.to_string(),
+        email: user.email.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        display_name: user.display_name.clone(),
     }
 }
