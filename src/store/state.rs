@@ -94,8 +94,8 @@ impl From<sqlx::Error> for Bad {
     }
 }
 
-/// Runs `sql` and decodes each row with `decode` as it arrives; `what`
-/// names the read and the decoding in errors.
+/// Runs `sql` and decodes each row with `decode` as it arrives; `read`
+/// and `decoding` name the query and the decoding in errors.
 async fn decode_all<T>(
     conn: &mut PoolConnection<Any>,
     sql: &'static str,
