@@ -527,6 +527,7 @@ fn events_on(config: &Config, dry_run: bool) -> bool {
     config.events.enabled() && !dry_run
 }
 
+/// A System Log poll on its own task, and its stop flag.
 fn spawn_poll(
     config: &Arc<Config>,
     store: &Store,
@@ -534,17 +535,15 @@ fn spawn_poll(
     holder: &str,
     progress: &Arc<AtomicUsize>,
 ) -> (JoinHandle<EventsRun>, Arc<std::sync::atomic::AtomicBool>) {
-    let ctx = SyncContext {
-        config: Arc::clone(config),
-        store: store.clone(),
-        okta: okta.clone(),
-        holder: holder.to_owned(),
-    };
-    let mut opts = RunOptions::new(Trigger::Events);
-    let counter = Arc::clone(progress);
-    opts.progress = Arc::new(move |n| {
-        counter.fetch_add(n.max(1), Ordering::Relaxed);
-    });
+    let (ctx, opts) = run_setup(
+        config,
+        store,
+        okta,
+        holder,
+        Trigger::Events,
+        false,
+        progress,
+    );
     let stop = Arc::clone(&opts.stop);
     (
         tokio::spawn(async move { incremental::run_events(&ctx, &opts).await }),
@@ -552,6 +551,7 @@ fn spawn_poll(
     )
 }
 
+/// A full reconcile on its own task, and its stop flag.
 fn spawn_run(
     config: &Arc<Config>,
     store: &Store,
@@ -561,6 +561,26 @@ fn spawn_run(
     dry_run: bool,
     progress: &Arc<AtomicUsize>,
 ) -> (JoinHandle<Report>, Arc<std::sync::atomic::AtomicBool>) {
+    let (ctx, opts) = run_setup(config, store, okta, holder, trigger, dry_run, progress);
+    let stop = Arc::clone(&opts.stop);
+    (
+        tokio::spawn(async move { reconcile::run_once(&ctx, &opts).await }),
+        stop,
+    )
+}
+
+/// The context and options of a run or poll the loop starts: its progress
+/// (pages and changes, at least one a call) counts into `progress` for the
+/// watchdog.
+fn run_setup(
+    config: &Arc<Config>,
+    store: &Store,
+    okta: &OktaClient,
+    holder: &str,
+    trigger: Trigger,
+    dry_run: bool,
+    progress: &Arc<AtomicUsize>,
+) -> (SyncContext, RunOptions) {
     let ctx = SyncContext {
         config: Arc::clone(config),
         store: store.clone(),
@@ -573,11 +593,7 @@ fn spawn_run(
     opts.progress = Arc::new(move |n| {
         counter.fetch_add(n.max(1), Ordering::Relaxed);
     });
-    let stop = Arc::clone(&opts.stop);
-    (
-        tokio::spawn(async move { reconcile::run_once(&ctx, &opts).await }),
-        stop,
-    )
+    (ctx, opts)
 }
 
 /// Re-reads and validates the config. Returns the new config and, when the

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Row};
 
-use crate::store::{Backend, Store, StoreError, now_ms, query_err};
+use crate::store::{Backend, Store, StoreError, now_ms, open_lock_file, query_err};
 
 impl Store {
     /// Takes the store-wide sync lock without waiting: an advisory lock on
@@ -131,16 +131,7 @@ impl Store {
         let path = self
             .sqlite_lock_path()
             .ok_or_else(|| StoreError::Corrupt("an SQLite store without a file path".into()))?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| StoreError::LockFile {
-                path: path.clone(),
-                source,
-            })?;
+        let file = open_lock_file(path.clone())?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {

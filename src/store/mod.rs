@@ -165,6 +165,18 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Opens (creating, never truncating) a lock file beside an SQLite
+/// database: the sync lock's `<db>.lock`, the migrations' `<db>.migrate.lock`.
+fn open_lock_file(path: std::path::PathBuf) -> Result<std::fs::File, StoreError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::LockFile { path, source })
+}
+
 /// Takes a blocking `flock` on `<db>.migrate.lock` beside an SQLite
 /// database, held until the returned file is dropped: two processes opening
 /// a fresh file at once (a daemon and `history`, a test and its daemon)
@@ -180,16 +192,7 @@ async fn migration_lock(
     let mut name = db.as_os_str().to_owned();
     name.push(".migrate.lock");
     let path = std::path::PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| StoreError::LockFile {
-            path: path.clone(),
-            source,
-        })?;
+    let file = open_lock_file(path.clone())?;
     // Held only while migrations run (milliseconds); the wait is a
     // blocking call, so it runs off the async threads.
     tokio::task::spawn_blocking(move || file.lock().map(|()| file))
